@@ -1,0 +1,93 @@
+"""Reflection wire formats: task arguments, planned memory operations, results, dead letters."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.ids import SafeId
+
+WIRE_VERSION = 1
+
+
+class ReflectArgs(BaseModel):
+    """Arguments of the ``reverie.reflect`` Celery task: ids only, never text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: SafeId
+    thread_id: SafeId
+    generation: int = Field(ge=1)
+
+
+class MemoryOp(BaseModel):
+    """One planned write. Ids are final Qdrant point ids, decided before anything is written,
+    so replaying the op after a crash writes the same point again instead of a duplicate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    op: Literal["insert", "update", "delete"]
+    id: str
+    kind: str = "semantic"
+    schema_name: str = "Memory"
+    content: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    vector: list[float] = Field(default_factory=list)
+    created_at_ms: int | None = None
+    version: int = 1
+
+
+class CommitPlan(BaseModel):
+    """The write-ahead journal of one reflection: stored in Redis before Qdrant is touched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: int = WIRE_VERSION
+    user_id: str
+    thread_id: str
+    generation: int
+    turn_count: int
+    turn_ids: list[str] = Field(default_factory=list)
+    namespace: str
+    ops: list[MemoryOp]
+    created_ms: int
+
+
+Outcome = Literal[
+    "committed", "superseded", "rolled_back", "deferred", "noop", "failed", "dead_lettered", "replayed"
+]
+
+
+class ReflectionResult(BaseModel):
+    """What the task returns (shown in Flower): counts and ids, no text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Outcome
+    user_id: str
+    thread_id: str
+    generation: int
+    turns: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extractor: str = ""
+    reason: str | None = None
+
+
+class DeadLetter(BaseModel):
+    """A thread whose reflection kept failing. Its turns stay buffered until replay or forget."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: int = WIRE_VERSION
+    user_id: str
+    thread_id: str
+    generation: int
+    attempts: int
+    reason: str
+    failed_ms: int

