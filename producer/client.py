@@ -1,0 +1,166 @@
+"""``Producer`` and ``AsyncProducer``: what a chat server calls on every turn.
+
+Each ``submit`` is one ``EVALSHA`` of the SUBMIT script: append the turns, skip message ids
+already seen, bump the thread's generation and move its due time. Validation, encoding and
+decoding live in ``producer.core`` and are shared, so the two classes differ only in the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from producer import core
+from producer.config import ProducerConfig
+from producer.errors import ProducerUnavailable
+from producer.keys import Keys
+from producer.scripts import Scripts
+from schemas.messages import Message, SubmitReceipt, SubmitRequest
+
+log = logging.getLogger("reverie.producer")
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+MessagesIn = Sequence[Message | dict[str, Any]] | Message | dict[str, Any]
+
+
+def _client_kwargs(cfg: ProducerConfig) -> dict[str, Any]:
+    # No retries: a chat request must not wait for reconnect loops; the policy decides.
+    return {
+        "socket_timeout": cfg.timeout_s,
+        "socket_connect_timeout": cfg.timeout_s,
+        "health_check_interval": 0,
+    }
+
+
+class _Base:
+    def __init__(self, config: ProducerConfig | None) -> None:
+        self.config = config or ProducerConfig()
+        self.keys = Keys(self.config.key_prefix)
+
+    def _prepare(
+        self,
+        user_id: object,
+        thread_id: object,
+        messages: object,
+        after_seconds: object,
+        max_wait: object,
+        profile: object,
+    ) -> tuple[SubmitRequest, list[str], list[str | int]]:
+        request = core.build_request(
+            user_id,
+            thread_id,
+            messages,
+            after_seconds=after_seconds,
+            max_wait=max_wait,
+            profile=profile,
+            profiles=self.config.profiles,
+        )
+        keys, argv = core.submit_call(
+            self.keys,
+            request,
+            default_after_s=self.config.after_seconds,
+            default_max_wait_s=self.config.max_wait_s,
+        )
+        return request, keys, argv
+
+    def _unavailable(self, request: SubmitRequest, err: Exception) -> SubmitReceipt:
+        if self.config.on_unavailable == "raise":
+            raise ProducerUnavailable(f"Redis unreachable: {type(err).__name__}") from err
+        log.warning(
+            "reverie submit dropped: redis unreachable",
+            extra={
+                "user_id": request.user_id,
+                "thread_id": request.thread_id,
+                "turns": len(request.messages),
+                "error": type(err).__name__,
+            },
+        )
+        return core.dropped_receipt()
+
+
+class Producer(_Base):
+    """Synchronous producer. Thread-safe (redis-py's pool)."""
+
+    def __init__(self, config: ProducerConfig | None = None, *, client: redis.Redis | None = None) -> None:
+        super().__init__(config)
+        self.client = client or redis.Redis.from_url(
+            self.config.redis_url, retry=Retry(NoBackoff(), 0), **_client_kwargs(self.config)
+        )
+        self._scripts = Scripts(self.client)
+
+    def submit(
+        self,
+        user_id: str,
+        thread_id: str,
+        messages: MessagesIn,
+        *,
+        after_seconds: float | None = None,
+        max_wait: float | None = None,
+        profile: str = "default",
+    ) -> SubmitReceipt:
+        """Buffer new turns and (re)schedule the thread's reflection. Raises
+        ``InvalidSubmission`` on bad input (nothing written)."""
+        request, keys, argv = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
+        try:
+            reply = self._scripts.submit(keys=keys, args=argv)
+        except _UNAVAILABLE as e:
+            return self._unavailable(request, e)
+        return core.decode_reply(reply)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncProducer(_Base):
+    """asyncio producer for async chat servers (FastAPI, aiohttp)."""
+
+    def __init__(
+        self, config: ProducerConfig | None = None, *, client: aioredis.Redis | None = None
+    ) -> None:
+        super().__init__(config)
+        self.client = client or aioredis.Redis.from_url(
+            self.config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **_client_kwargs(self.config)
+        )
+        self._scripts = Scripts(self.client)
+
+    async def submit(
+        self,
+        user_id: str,
+        thread_id: str,
+        messages: MessagesIn,
+        *,
+        after_seconds: float | None = None,
+        max_wait: float | None = None,
+        profile: str = "default",
+    ) -> SubmitReceipt:
+        """Async form of ``Producer.submit``."""
+        request, keys, argv = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
+        try:
+            reply = await self._scripts.submit(keys=keys, args=argv)
+        except _UNAVAILABLE as e:
+            return self._unavailable(request, e)
+        return core.decode_reply(reply)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

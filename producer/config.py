@@ -1,0 +1,41 @@
+"""Producer configuration: a plain pydantic model, so ``import producer`` needs no settings
+library. ``ProducerConfig.from_env()`` reads the same ``REVERIE_*`` variables as the worker."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProducerConfig(BaseModel):
+    """What a chat server needs to hand turns to Reverie."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "reverie"
+    timeout_s: float = Field(default=0.25, gt=0, le=30)
+    after_seconds: float = Field(default=30.0, ge=0, le=86400)
+    max_wait_s: float = Field(default=600.0, gt=0, le=7 * 86400)
+    on_unavailable: Literal["drop", "raise"] = "drop"
+    profiles: frozenset[str] | None = None
+    """Allowed profile names; ``None`` accepts any well-formed name (the worker checks)."""
+
+    @classmethod
+    def from_env(cls) -> ProducerConfig:
+        """Build from ``REVERIE_*``/``REDIS_URL`` (imports pydantic-settings lazily)."""
+        from schemas.settings import Settings
+
+        s = Settings()
+        url = s.resolved_redis_url()
+        if url is None:
+            raise ValueError("REVERIE_REDIS_URL (or REDIS_URL) must be set for a producer")
+        return cls(
+            redis_url=url,
+            key_prefix=s.key_prefix,
+            timeout_s=s.redis_timeout_s,
+            after_seconds=s.after_seconds,
+            max_wait_s=s.max_wait_s,
+            on_unavailable=s.on_unavailable,
+        )

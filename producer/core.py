@@ -1,0 +1,115 @@
+"""The pure part of ``submit``, shared by the sync and asyncio producers: validate, encode the
+script arguments, decode the reply. No I/O here, so the two producers cannot drift apart."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from producer.errors import InvalidSubmission
+from producer.keys import Keys, member
+from schemas.messages import Message, SubmitReceipt, SubmitRequest
+
+MSGID_TTL_S = 7 * 24 * 3600
+"""How long a message id is remembered for idempotent re-submission."""
+
+
+def describe_errors(err: ValidationError) -> list[str]:
+    """Field paths and reasons from a pydantic error, without the offending input values."""
+    problems = []
+    for e in err.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "request"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        problems.append(f"{loc}: {msg}")
+    return problems
+
+
+def build_request(
+    user_id: object,
+    thread_id: object,
+    messages: object,
+    *,
+    after_seconds: object = None,
+    max_wait: object = None,
+    profile: object = "default",
+    profiles: frozenset[str] | None = None,
+) -> SubmitRequest:
+    """Validate a submission; raise ``InvalidSubmission`` naming every bad field."""
+    if isinstance(messages, Message | Mapping):
+        messages = [messages]
+    try:
+        request = SubmitRequest.model_validate(
+            {
+                "user_id": user_id,
+                "thread_id": thread_id,
+                "messages": messages,
+                "after_seconds": after_seconds,
+                "max_wait": max_wait,
+                "profile": profile,
+            }
+        )
+    except ValidationError as e:
+        raise InvalidSubmission(describe_errors(e)) from None
+    if profiles is not None and request.profile not in profiles:
+        raise InvalidSubmission([f"profile: unknown profile {request.profile!r}"])
+    return request
+
+
+def encode_turns(messages: Iterable[Message], now_ms: int) -> list[str]:
+    """Script ARGV pairs: (message id or '', turn JSON)."""
+    argv: list[str] = []
+    for m in messages:
+        turn: dict[str, Any] = {"v": 1, "role": m.role, "content": m.content, "ts_ms": now_ms}
+        if m.id is not None:
+            turn["id"] = m.id
+        if m.name is not None:
+            turn["name"] = m.name
+        argv.append(m.id or "")
+        argv.append(json.dumps(turn, ensure_ascii=False, separators=(",", ":")))
+    return argv
+
+
+def submit_call(
+    keys: Keys, request: SubmitRequest, *, default_after_s: float, default_max_wait_s: float
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV for the SUBMIT script."""
+    after_s = default_after_s if request.after_seconds is None else request.after_seconds
+    max_wait_s = default_max_wait_s if request.max_wait is None else request.max_wait
+    u, t = request.user_id, request.thread_id
+    script_keys = [
+        keys.thread(u, t),
+        keys.buffer(u, t),
+        keys.msgids(u, t),
+        keys.due_ss,
+        keys.dlq,
+        keys.stats,
+    ]
+    argv: list[str | int] = [
+        round(after_s * 1000),
+        round(max_wait_s * 1000),
+        member(u, t),
+        request.profile,
+        MSGID_TTL_S,
+    ]
+    argv.extend(encode_turns(request.messages, int(time.time() * 1000)))
+    return script_keys, argv
+
+
+def decode_reply(reply: list[Any]) -> SubmitReceipt:
+    accepted, dups, gen, due = (int(x) for x in reply)
+    return SubmitReceipt(
+        status="accepted" if accepted else "duplicate",
+        accepted=accepted,
+        duplicates=dups,
+        generation=gen,
+        due_at_ms=None if due < 0 else due,
+    )
+
+
+def dropped_receipt() -> SubmitReceipt:
+    """What ``submit`` returns under the ``drop`` policy when Redis is unreachable."""
+    return SubmitReceipt(status="dropped", accepted=0, duplicates=0, generation=0, due_at_ms=None)

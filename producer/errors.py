@@ -1,0 +1,18 @@
+"""Errors a chat server can get from the producer."""
+
+
+class ProducerError(Exception):
+    """Base class for producer errors."""
+
+
+class InvalidSubmission(ProducerError, ValueError):
+    """The submission was refused before anything was written. The message names each bad
+    field but never echoes message text."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid submission: " + "; ".join(problems))
+
+
+class ProducerUnavailable(ProducerError, ConnectionError):
+    """Redis could not be reached within the producer's timeout (policy ``raise``)."""

@@ -1,0 +1,123 @@
+"""The Celery app: ``celery -A worker.app worker`` works as-is.
+
+Settings chosen for delayed, I/O-bound LLM work (each explained where set). Configuration is
+read once here from ``REVERIE_*`` variables; tests and the demo call ``create_app`` with their
+own ``Settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from producer.keys import Keys
+from schemas.settings import Settings
+from worker.coordination import Claimed
+from worker.dispatcher import Dispatcher, DispatcherThread
+from worker.runtime import get_runtime, redis_url
+from worker.tasks import REFLECT, register
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    url = redis_url(settings)
+    broker = settings.broker_url.get_secret_value() if settings.broker_url else url
+    prefix = Keys(settings.key_prefix).celery_prefix()
+    app = Celery("reverie", broker=broker, backend=url, set_as_current=False)
+    app.reverie_settings = settings  # type: ignore[attr-defined]
+    app.conf.update(
+        # JSON only: task arguments are ids, results are counts; never pickle.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Celery's own keys live under our prefix, so tests and tenants of one Redis stay apart.
+        broker_transport_options={"global_keyprefix": prefix, "visibility_timeout": 3600},
+        result_backend_transport_options={"global_keyprefix": prefix},
+        task_default_queue="reverie",
+        # Ack after the reflection ends: a worker killed mid-task leaves the message to be
+        # redelivered (and the in-flight set requeues the thread anyway). Redelivery is safe:
+        # leases, generation checks and the commit journal make the task idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message per free thread: reflections are long (seconds), so prefetching more only
+        # strands work on a busy worker while another idles.
+        worker_prefetch_multiplier=1,
+        # LLM calls are I/O bound: many reflections per process on threads. Use prefork (with
+        # a Qdrant server) for CPU isolation; local-mode Qdrant needs one process.
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        # Flower: task events and STARTED state; results are small summaries, kept one day.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        result_expires=86400,
+        # Time limits (enforced by prefork/gevent pools; threads rely on the LLM/Qdrant
+        # timeouts). Kept under the user lease so a killed task never outlives its fence.
+        task_soft_time_limit=max(settings.lease_s - 30, 1),
+        task_time_limit=settings.lease_s,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_routes={REFLECT: {"queue": "reverie"}},
+    )
+    register(app)
+    if settings.dispatcher_in_worker:
+        app.steps["worker"].add(DispatcherStep)
+    return app
+
+
+def sender(app: Celery):  # noqa: ANN201 - a Callable[[Claimed], None]
+    """Send one claimed thread to Celery: ids only, task id names the generation."""
+
+    def send(claim: Claimed) -> None:
+        app.send_task(
+            REFLECT,
+            kwargs={"user_id": claim.user_id, "thread_id": claim.thread_id, "generation": claim.generation},
+            task_id=f"reflect-{claim.user_id}-{claim.thread_id}-g{claim.generation}-{_suffix()}",
+            queue="reverie",
+        )
+
+    return send
+
+
+def _suffix() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]
+
+
+def make_dispatcher(app: Celery, **overrides: Any) -> Dispatcher:
+    settings: Settings = app.reverie_settings  # type: ignore[attr-defined]
+    kwargs: dict[str, Any] = {
+        "batch": settings.dispatch_batch,
+        "interval_s": settings.dispatch_interval_s,
+        "inflight_timeout_s": settings.inflight_timeout_s,
+    } | overrides
+    return Dispatcher(get_runtime(settings).coordinator, sender(app), **kwargs)
+
+
+class DispatcherStep(bootsteps.StartStopStep):
+    """Runs a dispatcher thread inside every worker (safe: claims are atomic)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.thread: DispatcherThread | None = None
+
+    def start(self, parent: Any) -> None:
+        self.thread = DispatcherThread(make_dispatcher(parent.app)).start()
+
+    def stop(self, parent: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+
+
+def __getattr__(name: str) -> Any:
+    # ``celery -A worker.app`` looks up ``app``/``celery``; build it on first access so that
+    # importing this module (e.g. from tests) does not read the environment.
+    if name in ("app", "celery"):
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,45 @@
+"""What every extractor returns: planned operations on aliased memories, plus its cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from schemas.memory import MemoryRecord
+from schemas.messages import BufferedTurn
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOp:
+    """An extractor's decision. ``alias`` indexes the existing memories it was shown (``None``
+    for inserts); the reflection maps it back to a real id, so the model never sees ids."""
+
+    action: Literal["insert", "update", "delete"]
+    schema_name: str = "Memory"
+    data: dict[str, Any] = field(default_factory=dict)
+    content: str = ""
+    alias: int | None = None
+
+
+@dataclass(slots=True)
+class ExtractionOutput:
+    ops: list[PlannedOp]
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    validation_errors: int = 0
+
+
+class Extractor(Protocol):
+    name: str
+
+    def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput: ...
+
+
+def render_content(schema_name: str, data: dict[str, Any]) -> str:
+    """The text stored (and embedded) for a structured memory."""
+    if set(data) == {"content"}:
+        return str(data["content"])
+    fields = ", ".join(f"{k}={v}" for k, v in data.items())
+    return f"{schema_name}({fields})"

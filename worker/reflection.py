@@ -1,0 +1,226 @@
+"""One reflection of one thread, end to end: lease → snapshot → generation check → retrieve →
+extract → journal (commit point) → Qdrant → trim. The Celery task is a thin shell over this.
+
+Outcomes: ``committed``; ``superseded`` (a newer generation exists: no LLM call);
+``rolled_back`` (a turn arrived during extraction under the rollback policy: nothing written,
+turns kept); ``deferred`` (another reflection of this user holds the lease); ``replayed`` (a
+journal left by a crashed worker was applied); ``noop``. Failures raise after rescheduling
+with backoff, or after dead-lettering once ``max_attempts`` is reached.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from schemas.memory import MemoryRecord, MemorySource
+from schemas.messages import BufferedTurn
+from schemas.reflection import CommitPlan, DeadLetter, ReflectArgs, ReflectionResult
+from schemas.settings import Settings
+from worker.coordination import Coordinator
+from worker.embeddings import Embedder
+from worker.errors import ReverieError
+from worker.extraction.base import ExtractionOutput, Extractor
+from worker.planning import build_plan, retrieval_queries
+from worker.profiles import Profile, get_profile
+from worker.store import MemoryStore
+
+log = structlog.get_logger("reverie.reflection")
+MAX_TURNS_PER_REFLECTION = 500
+LEASE_BUSY_DELAY_MS = 300
+
+
+class ReflectionFailed(ReverieError):
+    """The reflection failed; it was rescheduled or dead-lettered (``dead_lettered``)."""
+
+    def __init__(self, message: str, *, dead_lettered: bool, attempts: int) -> None:
+        super().__init__(message)
+        self.dead_lettered = dead_lettered
+        self.attempts = attempts
+
+
+@dataclass
+class Reflector:
+    settings: Settings
+    coordinator: Coordinator
+    store: MemoryStore
+    embedder: Embedder
+    extractor_for: Callable[[Profile], Extractor]
+    now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    on_result: Callable[[ReflectionResult], None] | None = None
+    """Called with every finished reflection (demo, tests, metrics)."""
+
+    def run(self, args: ReflectArgs) -> ReflectionResult:
+        result = self._run(args)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.settings.lease_s * 1000)
+
+    def _run(self, args: ReflectArgs) -> ReflectionResult:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        token = self.coordinator.acquire_lease(u, self._lease_ms)
+        if not token:
+            self.coordinator.reschedule(
+                u, t, token=None, generation=gen, delay_ms=LEASE_BUSY_DELAY_MS + random.randint(0, 200)
+            )
+            return ReflectionResult(outcome="deferred", user_id=u, thread_id=t, generation=gen)
+        try:
+            return self._run_leased(args, token)
+        except Exception as e:
+            self._fail(args, token, e)
+            raise  # unreachable: _fail raises
+
+    def _run_leased(self, args: ReflectArgs, token: int) -> ReflectionResult:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        self.coordinator.heartbeat(u, t, int(self.settings.inflight_timeout_s * 1000))
+        snap = self.coordinator.snapshot(u, t, MAX_TURNS_PER_REFLECTION)
+        if snap.journal is not None:
+            result = self._replay(snap.journal, token, gen)
+            if len(snap.turns) > snap.journal.turn_count or snap.generation > snap.journal.generation:
+                # Turns newer than the journaled commit: reflect them on the next pass.
+                self.coordinator.reschedule(u, t, token=None, generation=gen, delay_ms=0)
+            return result
+        if snap.generation != gen:
+            self.coordinator.release(u, t, token, gen, "superseded")
+            return ReflectionResult(outcome="superseded", user_id=u, thread_id=t, generation=gen)
+        if not snap.turns:
+            self.coordinator.release(u, t, token, gen, "noop")
+            return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen)
+        profile = get_profile(snap.profile)
+        existing = self._existing(u, snap.turns, profile)
+        extractor = self.extractor_for(profile)
+        out = extractor.extract(snap.turns, existing)
+        self.coordinator.incr_stats(
+            llm_calls=out.llm_calls,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            cost_microusd=round(out.cost_usd * 1e6),
+        )
+        plan = build_plan(
+            user_id=u,
+            thread_id=t,
+            generation=gen,
+            fence=token,
+            namespace=self.settings.namespace,
+            turns=snap.turns,
+            existing=existing,
+            ops=out.ops,
+            embedder=self.embedder,
+            kind=profile.kind,
+            now_ms=self.now_ms(),
+        )
+        status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
+        if status == "superseded":
+            self.coordinator.release(u, t, token, gen, "rolled_back")
+            return self._result("rolled_back", args, out, extractor, len(snap.turns))
+        if status != "ok":
+            raise _Retryable(f"commit refused: {status}")
+        self._apply(plan, token)
+        return self._result("committed", args, out, extractor, len(snap.turns), plan)
+
+    def _existing(self, user_id: str, turns: list[BufferedTurn], profile: Profile) -> list[MemoryRecord]:
+        limit = min(profile.existing_limit, self.settings.existing_limit)
+        if limit == 0:
+            return []
+        queries = retrieval_queries(turns)
+        if not queries:
+            return []
+        found = self.store.search_vectors(user_id, self.embedder.embed(queries), limit_per_query=limit)
+        return found[:limit]
+
+    def _apply(self, plan: CommitPlan, token: int) -> None:
+        source = MemorySource(
+            thread_id=plan.thread_id,
+            generation=plan.generation,
+            turn_ids=plan.turn_ids[:100],
+            turn_count=plan.turn_count,
+        )
+        self.store.apply(plan.user_id, plan.ops, source=source, now_ms=plan.created_ms)
+        status = self.coordinator.finalize(token, plan)
+        if status not in ("ok", "no_journal"):
+            raise _Retryable(f"finalize refused: {status}")
+
+    def _replay(self, plan: CommitPlan, token: int, gen: int) -> ReflectionResult:
+        """A worker died between journaling and trimming: finish its commit, no LLM call."""
+        log.info("replaying commit journal", user_id=plan.user_id, thread_id=plan.thread_id, generation=plan.generation)
+        self._apply(plan, token)
+        counts = _count_ops(plan)
+        return ReflectionResult(
+            outcome="replayed",
+            user_id=plan.user_id,
+            thread_id=plan.thread_id,
+            generation=gen,
+            turns=plan.turn_count,
+            **counts,
+        )
+
+    def _result(
+        self,
+        outcome: str,
+        args: ReflectArgs,
+        out: ExtractionOutput,
+        extractor: Extractor,
+        turns: int,
+        plan: CommitPlan | None = None,
+    ) -> ReflectionResult:
+        counts = _count_ops(plan) if plan else {}
+        return ReflectionResult(
+            outcome=outcome,  # type: ignore[arg-type]
+            user_id=args.user_id,
+            thread_id=args.thread_id,
+            generation=args.generation,
+            turns=turns,
+            llm_calls=out.llm_calls,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            extractor=extractor.name,
+            **counts,
+        )
+
+    def _fail(self, args: ReflectArgs, token: int, err: Exception) -> None:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        attempts = self.coordinator.attempts(u, t) + 1
+        reason = f"{type(err).__name__}: {err}"[:500]
+        letter = DeadLetter(
+            user_id=u, thread_id=t, generation=gen, attempts=attempts, reason=reason, failed_ms=self.now_ms()
+        )
+        delay_ms = min(60_000, 1000 * 2 ** min(attempts, 6)) + random.randint(0, 500)
+        attempts, dead = self.coordinator.reschedule(
+            u,
+            t,
+            token=token,
+            generation=gen,
+            delay_ms=delay_ms,
+            failure=letter,
+            max_attempts=self.settings.max_attempts,
+        )
+        log.warning(
+            "reflection failed",
+            user_id=u,
+            thread_id=t,
+            generation=gen,
+            attempts=attempts,
+            dead_lettered=dead,
+            error=type(err).__name__,
+        )
+        raise ReflectionFailed(reason, dead_lettered=dead, attempts=attempts) from err
+
+
+class _Retryable(ReverieError):
+    """A commit step was refused (lease lost): retry later, nothing half-written."""
+
+
+def _count_ops(plan: CommitPlan) -> dict[str, int]:
+    return {
+        "inserted": sum(op.op == "insert" for op in plan.ops),
+        "updated": sum(op.op == "update" for op in plan.ops),
+        "deleted": sum(op.op == "delete" for op in plan.ops),
+    }

@@ -1,0 +1,93 @@
+"""Process-wide dependencies of a worker, built once from ``Settings`` (lazily, so the
+Celery app imports fast and each forked process opens its own connections).
+
+Tests and the demo may ``install`` a runtime they built, e.g. to share one local-mode
+Qdrant client (local mode allows one process at a time)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+
+from producer.keys import Keys
+from schemas.settings import Settings
+from worker.coordination import Coordinator
+from worker.embeddings import Embedder, make_embedder
+from worker.extraction import Extractor, LLMExtractor, OfflineExtractor
+from worker.profiles import Profile
+from worker.reflection import Reflector
+from worker.store import MemoryStore, open_store
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    coordinator: Coordinator
+    store: MemoryStore
+    embedder: Embedder
+    reflector: Reflector
+
+    def close(self) -> None:
+        self.store.close()
+        self.redis.close()
+
+
+def redis_url(settings: Settings) -> str:
+    return settings.resolved_redis_url() or DEFAULT_REDIS_URL
+
+
+def make_extractor_factory(settings: Settings, embedder: Embedder):  # noqa: ANN201 - returns a cached callable
+    @lru_cache(maxsize=64)
+    def extractor_for(profile: Profile) -> Extractor:
+        if not settings.model:
+            return OfflineExtractor(embedder)
+        return LLMExtractor(
+            profile,
+            model=settings.model,
+            api_base=settings.llm_api_base,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            validation_retries=settings.validation_retries,
+        )
+
+    return extractor_for
+
+
+def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
+    client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+    coordinator = Coordinator(client, Keys(settings.key_prefix))
+    embedder = store.embedder if store is not None else make_embedder(settings)
+    store = store or open_store(settings, embedder=embedder)
+    reflector = Reflector(
+        settings=settings,
+        coordinator=coordinator,
+        store=store,
+        embedder=embedder,
+        extractor_for=make_extractor_factory(settings, embedder),
+    )
+    return Runtime(settings, client, coordinator, store, embedder, reflector)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    global _runtime
+    with _lock:
+        _runtime = runtime
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = build_runtime(settings or Settings())
+        return _runtime
