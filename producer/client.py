@@ -129,9 +129,7 @@ class Producer(_Base):
 class AsyncProducer(_Base):
     """asyncio producer for async chat servers (FastAPI, aiohttp)."""
 
-    def __init__(
-        self, config: ProducerConfig | None = None, *, client: aioredis.Redis | None = None
-    ) -> None:
+    def __init__(self, config: ProducerConfig | None = None, *, client: aioredis.Redis | None = None) -> None:
         super().__init__(config)
         self.client = client or aioredis.Redis.from_url(
             self.config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **_client_kwargs(self.config)

@@ -54,9 +54,7 @@ class CommitPlan(BaseModel):
     created_ms: int
 
 
-Outcome = Literal[
-    "committed", "superseded", "rolled_back", "deferred", "noop", "failed", "dead_lettered", "replayed"
-]
+Outcome = Literal["committed", "superseded", "rolled_back", "deferred", "noop", "failed", "dead_lettered", "replayed"]
 
 
 class ReflectionResult(BaseModel):

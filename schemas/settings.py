@@ -47,19 +47,25 @@ class Settings(BaseSettings):
     )
 
     # LLM and embeddings (through litellm)
-    model: str | None = Field(default=None, description="litellm model, e.g. openai/gpt-4o-mini; unset: offline extractor.")
+    model: str | None = Field(
+        default=None, description="litellm model, e.g. openai/gpt-4o-mini; unset: offline extractor."
+    )
     llm_api_base: str | None = Field(default=None, description="OpenAI-compatible base URL override.")
     llm_api_key: SecretStr | None = Field(default=None, description="API key for the model (else provider env vars).")
     llm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="Per LLM call.")
     llm_max_retries: int = Field(default=3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
     validation_retries: int = Field(default=2, ge=0, le=5, description="Times invalid tool args go back to the LLM.")
     enable_deletes: bool = Field(default=False, description="Let the LLM delete memories (LangMem default: off).")
-    embedding_model: str = Field(default="hash-256", description="'hash-<dims>' (offline) or a litellm embedding model.")
+    embedding_model: str = Field(
+        default="hash-256", description="'hash-<dims>' (offline) or a litellm embedding model."
+    )
     embedding_api_base: str | None = Field(default=None, description="Embedding API base URL override.")
     existing_limit: int = Field(default=20, ge=0, le=200, description="Existing memories shown to the LLM.")
 
     # Worker
-    overlap_policy: Literal["rollback", "finish"] = Field(default="rollback", description="Turn arrives mid-reflection.")
+    overlap_policy: Literal["rollback", "finish"] = Field(
+        default="rollback", description="Turn arrives mid-reflection."
+    )
     lease_s: float = Field(default=300.0, gt=1, le=3600, description="Per-user lease TTL (fenced).")
     inflight_timeout_s: float = Field(default=600.0, gt=1, le=86400, description="Requeue a claimed thread after this.")
     max_attempts: int = Field(default=5, ge=1, le=100, description="Failures before a thread is dead-lettered.")

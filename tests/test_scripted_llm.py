@@ -19,9 +19,9 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # must precede the import: no network
 
-import litellm  # noqa: E402
+import litellm
 
-from tests.support.scripted_llm import Fault, ScriptedLLM, text_reply, tool_calls_reply  # noqa: E402
+from tests.support.scripted_llm import Fault, ScriptedLLM, text_reply, tool_calls_reply
 
 litellm.suppress_debug_info = True  # keep litellm's "Give Feedback" banner out of test output
 
@@ -82,19 +82,15 @@ def test_default_text_reply_and_usage(srv: ScriptedLLM) -> None:
 
 
 def test_tool_calls_come_through_litellm(srv: ScriptedLLM) -> None:
-    srv.enqueue(
-        tool_calls_reply([("save_memory", {"content": "likes tea"}), ("save_memory", {"content": "in Osaka"})])
-    )
+    calls = [("save_memory", {"content": "likes tea"}), ("save_memory", {"content": "in Osaka"})]
+    srv.enqueue(tool_calls_reply(calls))
     resp = complete(srv, tools=TOOLS)
     choice = resp.choices[0]
     assert choice.finish_reason == "tool_calls"
-    calls = choice.message.tool_calls
-    assert [c.id for c in calls] == ["call_0", "call_1"]
-    assert [c.function.name for c in calls] == ["save_memory", "save_memory"]
-    assert [json.loads(c.function.arguments) for c in calls] == [
-        {"content": "likes tea"},
-        {"content": "in Osaka"},
-    ]
+    assert choice.message.content is None
+    got = choice.message.tool_calls
+    assert [c.id for c in got] == ["call_0", "call_1"]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in got] == calls
     assert srv.chat_requests[0]["tools"][0]["function"]["name"] == "save_memory"
 
 
@@ -116,11 +112,19 @@ def test_queue_is_fifo_then_responder(srv: ScriptedLLM) -> None:
     assert complete(srv).choices[0].message.content == "ok"
 
 
+def test_broken_responder_answers_500_and_is_recorded(srv: ScriptedLLM) -> None:
+    def boom(_body: dict[str, Any]) -> Any:
+        raise KeyError("missing")
+
+    srv.set_responder(boom)
+    with pytest.raises(litellm.InternalServerError):
+        complete(srv)
+    assert [type(e) for e in srv.responder_errors] == [KeyError]
+
+
 def test_embeddings_deterministic_and_sized(srv: ScriptedLLM) -> None:
     def embed(inputs: list[str]) -> list[list[float]]:
-        resp = litellm.embedding(
-            model=srv.embedding_model, api_base=srv.base_url, api_key="sk-test", input=inputs
-        )
+        resp = litellm.embedding(model=srv.embedding_model, api_base=srv.base_url, api_key="sk-test", input=inputs)
         assert resp.usage.prompt_tokens >= 1
         return [d["embedding"] for d in resp.data]
 

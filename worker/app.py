@@ -7,7 +7,9 @@ own ``Settings``.
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from celery import Celery, bootsteps
 
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-def sender(app: Celery):  # noqa: ANN201 - a Callable[[Claimed], None]
+def sender(app: Celery) -> Callable[[Claimed], None]:
     """Send one claimed thread to Celery: ids only, task id names the generation."""
 
     def send(claim: Claimed) -> None:
@@ -81,8 +83,6 @@ def sender(app: Celery):  # noqa: ANN201 - a Callable[[Claimed], None]
 
 
 def _suffix() -> str:
-    import uuid
-
     return uuid.uuid4().hex[:8]
 
 
@@ -99,7 +99,7 @@ def make_dispatcher(app: Celery, **overrides: Any) -> Dispatcher:
 class DispatcherStep(bootsteps.StartStopStep):
     """Runs a dispatcher thread inside every worker (safe: claims are atomic)."""
 
-    requires = {"celery.worker.components:Pool"}
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.core import describe_errors
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -27,7 +30,10 @@ def _settings(**overrides: Any) -> Any:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        _fail("configuration: " + "; ".join(f"REVERIE_{p.split(':')[0].upper()}:{p.split(':', 1)[1]}" for p in describe_errors(e)))
+        _fail(
+            "configuration: "
+            + "; ".join(f"REVERIE_{p.split(':')[0].upper()}:{p.split(':', 1)[1]}" for p in describe_errors(e))
+        )
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -35,7 +41,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _runtime():  # noqa: ANN202
+def _runtime() -> Runtime:
     from worker.logs import configure
     from worker.runtime import build_runtime
 
@@ -153,7 +159,11 @@ def _check_id(name: str, value: str) -> None:
 
 @cli.command()
 def search(
-    user: str, query: str, limit: int = 5, kind: str | None = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    user: str,
+    query: str,
+    limit: int = 5,
+    kind: str | None = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search one user's memories (the chat server's hot path)."""
     _check_id("user", user)

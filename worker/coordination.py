@@ -83,9 +83,7 @@ class Coordinator:
 
     def requeue_expired(self, limit: int = 1000) -> int:
         return int(
-            self.scripts.requeue_expired(
-                keys=[self.keys.inflight_ss, self.keys.due_ss, self.keys.stats], args=[limit]
-            )
+            self.scripts.requeue_expired(keys=[self.keys.inflight_ss, self.keys.due_ss, self.keys.stats], args=[limit])
         )
 
     def heartbeat(self, user_id: str, thread_id: str, inflight_ms: int) -> None:
@@ -96,9 +94,7 @@ class Coordinator:
 
     # -- lease ------------------------------------------------------------------------------
     def acquire_lease(self, user_id: str, ttl_ms: int) -> int:
-        return int(
-            self.scripts.lease_acquire(keys=[self.keys.lease(user_id), self.keys.fence(user_id)], args=[ttl_ms])
-        )
+        return int(self.scripts.lease_acquire(keys=[self.keys.lease(user_id), self.keys.fence(user_id)], args=[ttl_ms]))
 
     def renew_lease(self, user_id: str, token: int, ttl_ms: int) -> bool:
         return bool(self.scripts.lease_renew(keys=[self.keys.lease(user_id)], args=[token, ttl_ms]))
@@ -143,7 +139,12 @@ class Coordinator:
 
     def release(self, user_id: str, thread_id: str, token: int, generation: int, stat: str) -> None:
         self.scripts.release(
-            keys=[self.keys.thread(user_id, thread_id), self.keys.lease(user_id), self.keys.inflight_ss, self.keys.stats],
+            keys=[
+                self.keys.thread(user_id, thread_id),
+                self.keys.lease(user_id),
+                self.keys.inflight_ss,
+                self.keys.stats,
+            ],
             args=[token, member(user_id, thread_id), generation, stat],
         )
 

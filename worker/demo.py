@@ -21,6 +21,8 @@ from rich.table import Table
 from producer import Producer, ProducerConfig
 from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
+from worker.profiles import Profile, get_profile
+from worker.runtime import Runtime
 
 DEMO_AFTER_S = 1.0
 DEMO_GAP_S = 0.25
@@ -66,7 +68,9 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -
         stack.callback(install, None)
         _reset(runtime, {u for u, _, _ in SCRIPT})
         app = create_app(settings)
-        stack.enter_context(start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING"))
+        stack.enter_context(
+            start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING")
+        )
         stack.enter_context(DispatcherThread(make_dispatcher(app)))
         extractor = runtime.reflector.extractor_for(_default_profile()).name
         console.print(f"extractor: [bold]{extractor}[/]   debounce: {DEMO_AFTER_S}s after the last turn")
@@ -76,9 +80,7 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -
         return report
 
 
-def _default_profile():  # noqa: ANN202
-    from worker.profiles import get_profile
-
+def _default_profile() -> Profile:
     return get_profile("default")
 
 
@@ -90,7 +92,7 @@ def _collector(results: list[ReflectionResult], lock: threading.Lock) -> Callabl
     return collect
 
 
-def _reset(runtime, users: set[str]) -> None:  # noqa: ANN001
+def _reset(runtime: Runtime, users: set[str]) -> None:
     for user in users:
         runtime.store.delete_user(user)
     keys = runtime.coordinator.keys
@@ -99,7 +101,13 @@ def _reset(runtime, users: set[str]) -> None:  # noqa: ANN001
         runtime.redis.delete(*keys.thread_keys(user, thread))
 
 
-def _play(settings: Settings, console: Console, results, lock, timeout_s: float) -> DemoReport:  # noqa: ANN001
+def _play(
+    settings: Settings,
+    console: Console,
+    results: list[ReflectionResult],
+    lock: threading.Lock,
+    timeout_s: float,
+) -> DemoReport:
     url = settings.resolved_redis_url() or ""
     producer = Producer(ProducerConfig(redis_url=url, key_prefix=settings.key_prefix, after_seconds=DEMO_AFTER_S))
     submitted: Counter[tuple[str, str]] = Counter()
@@ -123,7 +131,13 @@ def _play(settings: Settings, console: Console, results, lock, timeout_s: float)
     return DemoReport(submitted, bursts, Counter((r.user_id, r.thread_id) for r in done), outcomes, "")
 
 
-def _wait_quiet(results, lock, key, commits: int, timeout_s: float) -> None:  # noqa: ANN001
+def _wait_quiet(
+    results: list[ReflectionResult],
+    lock: threading.Lock,
+    key: tuple[str, str],
+    commits: int,
+    timeout_s: float,
+) -> None:
     deadline = time.monotonic() + max(timeout_s, 1.0)
     while time.monotonic() < deadline:
         with lock:
@@ -134,7 +148,7 @@ def _wait_quiet(results, lock, key, commits: int, timeout_s: float) -> None:  # 
     raise TimeoutError(f"reflection of {key[0]}/{key[1]} did not finish within {timeout_s:.0f}s")
 
 
-def _show(runtime, console: Console, report: DemoReport) -> None:  # noqa: ANN001
+def _show(runtime: Runtime, console: Console, report: DemoReport) -> None:
     table = Table(title="Bursts and reflections")
     for col in ("user", "thread", "turns", "bursts", "reflections"):
         table.add_column(col)

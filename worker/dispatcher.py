@@ -94,7 +94,9 @@ class DispatcherThread:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=dispatcher.run, args=(self.stop_event,), name="reverie-dispatcher", daemon=True)
+        self.thread = threading.Thread(
+            target=dispatcher.run, args=(self.stop_event,), name="reverie-dispatcher", daemon=True
+        )
 
     def start(self) -> DispatcherThread:
         self.thread.start()

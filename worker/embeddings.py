@@ -181,11 +181,7 @@ def _vectors_from_response(response: Any, expected: int) -> list[list[float]]:
     data = response["data"] if isinstance(response, dict) else response.data
     items = []
     for position, item in enumerate(data):
-        get = (
-            item.get
-            if isinstance(item, dict)
-            else lambda key, default=None, _i=item: getattr(_i, key, default)
-        )
+        get = item.get if isinstance(item, dict) else lambda key, default=None, _i=item: getattr(_i, key, default)
         index = get("index", position)
         items.append((position if index is None else int(index), [float(x) for x in get("embedding")]))
     items.sort(key=lambda pair: pair[0])

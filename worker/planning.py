@@ -16,7 +16,6 @@ from worker.embeddings import Embedder
 from worker.extraction.base import PlannedOp
 
 MAX_QUERY_TURNS = 8
-ID_NAMESPACE = uuid.UUID("5b0f8f3e-2d55-4c55-9d3a-7f0e2f1c9a11")
 
 
 def retrieval_queries(turns: list[BufferedTurn]) -> list[str]:
@@ -27,9 +26,11 @@ def retrieval_queries(turns: list[BufferedTurn]) -> list[str]:
     return list(dict.fromkeys(q[:4000] for q in queries))
 
 
-def point_id(user_id: str, thread_id: str, generation: int, fence: int, index: int) -> str:
-    """Deterministic id of the ``index``-th insert of one reflection attempt."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{user_id}:{thread_id}:{generation}:{fence}:{index}"))
+def new_point_id() -> str:
+    """A fresh id for an insert. Random, not derived: generations and fences may restart after
+    a thread's state expires, and a derived id would then overwrite an old memory. Idempotence
+    comes from the journal, which records these ids before any write and is replayed as is."""
+    return str(uuid.uuid4())
 
 
 def build_plan(
@@ -37,7 +38,6 @@ def build_plan(
     user_id: str,
     thread_id: str,
     generation: int,
-    fence: int,
     namespace: str,
     turns: list[BufferedTurn],
     existing: list[MemoryRecord],
@@ -49,12 +49,12 @@ def build_plan(
     texts = [op.content for op in ops if op.action != "delete"]
     vectors = iter(embedder.embed(texts)) if texts else iter(())
     out: list[MemoryOp] = []
-    for index, op in enumerate(ops):
+    for op in ops:
         if op.action == "insert":
             out.append(
                 MemoryOp(
                     op="insert",
-                    id=point_id(user_id, thread_id, generation, fence, index),
+                    id=new_point_id(),
                     kind=kind,
                     schema_name=op.schema_name,
                     content=op.content,

@@ -31,7 +31,7 @@ from worker.store import MemoryStore
 
 log = structlog.get_logger("reverie.reflection")
 MAX_TURNS_PER_REFLECTION = 500
-LEASE_BUSY_DELAY_MS = 300
+LEASE_BUSY_DELAY_MS = 1000
 
 
 class ReflectionFailed(ReverieError):
@@ -55,7 +55,21 @@ class Reflector:
     """Called with every finished reflection (demo, tests, metrics)."""
 
     def run(self, args: ReflectArgs) -> ReflectionResult:
-        result = self._run(args)
+        try:
+            result = self._run(args)
+        except ReflectionFailed as e:
+            if self.on_result is not None:
+                outcome = "dead_lettered" if e.dead_lettered else "failed"
+                self.on_result(
+                    ReflectionResult(
+                        outcome=outcome,
+                        user_id=args.user_id,
+                        thread_id=args.thread_id,
+                        generation=args.generation,
+                        reason=str(e),
+                    )
+                )
+            raise
         if self.on_result is not None:
             self.on_result(result)
         return result
@@ -108,7 +122,6 @@ class Reflector:
             user_id=u,
             thread_id=t,
             generation=gen,
-            fence=token,
             namespace=self.settings.namespace,
             turns=snap.turns,
             existing=existing,
@@ -150,7 +163,12 @@ class Reflector:
 
     def _replay(self, plan: CommitPlan, token: int, gen: int) -> ReflectionResult:
         """A worker died between journaling and trimming: finish its commit, no LLM call."""
-        log.info("replaying commit journal", user_id=plan.user_id, thread_id=plan.thread_id, generation=plan.generation)
+        log.info(
+            "replaying commit journal",
+            user_id=plan.user_id,
+            thread_id=plan.thread_id,
+            generation=plan.generation,
+        )
         self._apply(plan, token)
         counts = _count_ops(plan)
         return ReflectionResult(

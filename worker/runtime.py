@@ -7,6 +7,7 @@ Qdrant client (local mode allows one process at a time)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,7 +43,7 @@ def redis_url(settings: Settings) -> str:
     return settings.resolved_redis_url() or DEFAULT_REDIS_URL
 
 
-def make_extractor_factory(settings: Settings, embedder: Embedder):  # noqa: ANN201 - returns a cached callable
+def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[Profile], Extractor]:
     @lru_cache(maxsize=64)
     def extractor_for(profile: Profile) -> Extractor:
         if not settings.model:
@@ -60,7 +61,16 @@ def make_extractor_factory(settings: Settings, embedder: Embedder):  # noqa: ANN
     return extractor_for
 
 
+def warm_up(settings: Settings) -> None:
+    """Import litellm now (about 6 s of CPU) rather than inside the first reflection."""
+    if settings.model or not settings.embedding_model.startswith("hash-"):
+        from worker.extraction.llm import _litellm
+
+        _litellm()
+
+
 def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
+    warm_up(settings)
     client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
     coordinator = Coordinator(client, Keys(settings.key_prefix))
     embedder = store.embedder if store is not None else make_embedder(settings)

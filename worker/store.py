@@ -55,8 +55,7 @@ def user_suffix(user_id: str) -> str:
     """Injective, collection-safe encoding of a user id: every character outside
     ``[A-Za-z0-9-]`` (``_`` included) becomes ``_xx`` per UTF-8 byte. Very long ids use a hash."""
     escaped = "".join(
-        ch if _USER_UNESCAPED.fullmatch(ch) else "".join(f"_{b:02x}" for b in ch.encode("utf-8"))
-        for ch in user_id
+        ch if _USER_UNESCAPED.fullmatch(ch) else "".join(f"_{b:02x}" for b in ch.encode("utf-8")) for ch in user_id
     )
     if len(escaped) > 96:
         escaped = "h" + hashlib.blake2b(user_id.encode("utf-8"), digest_size=16).hexdigest()
@@ -98,9 +97,7 @@ def ms_to_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_payload(
-    user_id: str, namespace: str, op: MemoryOp, *, source: MemorySource, now_ms: int
-) -> dict[str, Any]:
+def build_payload(user_id: str, namespace: str, op: MemoryOp, *, source: MemorySource, now_ms: int) -> dict[str, Any]:
     """Payload of an insert or update. An update keeps its ``created_at_ms`` (required)."""
     if op.op == "update" and op.created_at_ms is None:
         raise ValueError(f"update of memory {op.id} needs created_at_ms (the original creation time)")
@@ -208,8 +205,7 @@ class MemoryStore:
             return []
         flt = user_filter(user_id, kind=kind)
         requests = [
-            qm.QueryRequest(query=vector, filter=flt, limit=limit_per_query, with_payload=True)
-            for vector in vectors
+            qm.QueryRequest(query=vector, filter=flt, limit=limit_per_query, with_payload=True) for vector in vectors
         ]
         try:
             responses = self._call(self.client.query_batch_points, name, requests=requests)
@@ -255,7 +251,8 @@ class MemoryStore:
         Everything is validated before anything is written: an update must target one of this
         user's memories (else :class:`ForeignMemoryError`) and carry ``created_at_ms``; an
         insert must not reuse another user's point id. ``version`` is written as given, so the
-        planner sets it (existing version + 1 for an update).
+        planner sets it (existing version + 1 for an update). Ops without a vector get their
+        ``content`` embedded.
         """
         check_id(user_id)
         if not ops:
@@ -292,9 +289,7 @@ class MemoryStore:
             with contextlib.suppress(_CollectionMissing):
                 mine = self._call(self.client.count, name, count_filter=flt).count
                 if mine:
-                    self._call(
-                        self.client.delete, name, points_selector=qm.FilterSelector(filter=flt), wait=True
-                    )
+                    self._call(self.client.delete, name, points_selector=qm.FilterSelector(filter=flt), wait=True)
                     removed += mine
                 if per_user and self._call(self.client.count, name).count == 0:
                     self._call(self.client.delete_collection, name)
@@ -372,9 +367,7 @@ class MemoryStore:
 
     def _check_dims(self, vector: Sequence[float]) -> None:
         if len(vector) != self.embedder.dims:
-            raise ValueError(
-                f"vector has {len(vector)} dims, {self.embedder.name} needs {self.embedder.dims}"
-            )
+            raise ValueError(f"vector has {len(vector)} dims, {self.embedder.name} needs {self.embedder.dims}")
 
     def _scroll(self, user_id: str, flt: qm.Filter, limit: int) -> Iterator[MemoryRecord]:
         name = self._collection(user_id, create=False)
@@ -402,9 +395,7 @@ class MemoryStore:
             if offset is None or not points:
                 return
 
-    def _prepare(
-        self, user_id: str, ops: Ops, *, source: MemorySource, now_ms: int
-    ) -> dict[int, qm.PointStruct]:
+    def _prepare(self, user_id: str, ops: Ops, *, source: MemorySource, now_ms: int) -> dict[int, qm.PointStruct]:
         """Validate every op and build the points to upsert (keyed by op position)."""
         missing = [i for i, op in enumerate(ops) if op.op != "delete" and not op.vector]
         embedded = dict(zip(missing, self.embedder.embed([ops[i].content for i in missing]), strict=True))

@@ -37,8 +37,16 @@ def register(app: Celery) -> None:
         """Reflect one thread: ids in, counts out. Never carries conversation text."""
         parsed = parse_reflect_args(args, kwargs)
         with structlog.contextvars.bound_contextvars(
-            user_id=parsed.user_id, thread_id=parsed.thread_id, generation=parsed.generation, task_id=self.request.id
+            user_id=parsed.user_id,
+            thread_id=parsed.thread_id,
+            generation=parsed.generation,
+            task_id=self.request.id,
         ):
             result = get_runtime(settings).reflector.run(parsed)
-            log.info("reflection finished", outcome=result.outcome, inserted=result.inserted, updated=result.updated)
+            log.info(
+                "reflection finished",
+                outcome=result.outcome,
+                inserted=result.inserted,
+                updated=result.updated,
+            )
             return result.model_dump()

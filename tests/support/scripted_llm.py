@@ -131,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.1 with exact Content-Length so httpx can keep connections alive."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid 40 ms stalls
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # never log conversation text
@@ -140,15 +141,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_raw(status, json.dumps(payload).encode(), headers)
 
     def _send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
         try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # client gave up (e.g. its timeout fired)
+        except OSError:  # client gave up (e.g. its timeout fired); nothing to answer
             self.close_connection = True
 
     def _read_body(self) -> dict[str, Any]:
@@ -185,7 +186,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         llm = self.server.llm
-        action = llm._next_action(body)
+        try:
+            action = llm._next_action(body)
+        except Exception as exc:  # a buggy responder should fail the test loudly, not hang up
+            llm.responder_errors.append(exc)
+            err = {"message": f"responder raised {type(exc).__name__}", "type": "server_error"}
+            self._send_json(500, {"error": err})
+            return
         if llm.latency_s > 0:
             time.sleep(llm.latency_s)
         if isinstance(action, Fault):
@@ -247,6 +254,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # benchmarks open 100+ connections at once
     llm: ScriptedLLM
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay silent: the default prints a traceback, and clients dropping mid-fault is expected."""
+
 
 class ScriptedLLM:
     """Scripted stand-in for an OpenAI-compatible endpoint; use as a context manager."""
@@ -262,6 +272,7 @@ class ScriptedLLM:
         self.chat_requests: list[dict[str, Any]] = []  # every chat request, faulted or not
         self.embedding_requests: list[dict[str, Any]] = []
         self.faults_served = 0
+        self.responder_errors: list[BaseException] = []  # exceptions raised by set_responder's fn
         self._lock = threading.Lock()
         self._queue: deque[Reply | Fault] = deque()
         self._responder: Callable[[dict[str, Any]], Reply] = _default_responder
@@ -321,6 +332,7 @@ class ScriptedLLM:
             self.chat_requests.clear()
             self.embedding_requests.clear()
             self.faults_served = 0
+            self.responder_errors.clear()
             self._queue.clear()
             self._responder = _default_responder
             self._fault_rate = 0.0

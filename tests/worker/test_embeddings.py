@@ -34,9 +34,7 @@ def test_hash_embedder_is_stable_across_processes() -> None:
     """blake2b, not Python's salted hash(): another interpreter gives the same vector."""
     code = "from worker.embeddings import HashEmbedder; print(HashEmbedder(16).embed(['味噌ラーメン ok'])[0])"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == str(HashEmbedder(16).embed(["味噌ラーメン ok"])[0])
 
 

@@ -98,9 +98,7 @@ def test_update_keeps_created_at_and_bumps_version(store: MemoryStore) -> None:
     op = insert("Likes ramen")
     store.apply("alice", [op], source=SRC, now_ms=T0)
     src2 = MemorySource(thread_id="t1", generation=2, turn_ids=["m3"], turn_count=1)
-    update = MemoryOp(
-        op="update", id=op.id, content="Loves ramen, especially miso", created_at_ms=T0, version=2
-    )
+    update = MemoryOp(op="update", id=op.id, content="Loves ramen, especially miso", created_at_ms=T0, version=2)
     store.apply("alice", [update], source=src2, now_ms=T0 + 60_000)
 
     (record,) = store.get("alice", [op.id])
@@ -250,9 +248,7 @@ def test_bad_input_is_rejected_before_writing(store: MemoryStore) -> None:
     with pytest.raises(ValueError, match="UUID"):
         store.apply("alice", [insert("x", id="not-a-uuid")], source=SRC, now_ms=T0)
     with pytest.raises(ValueError, match="dims"):
-        store.apply(
-            "alice", [MemoryOp(op="insert", id=mid(), content="x", vector=[1.0, 0.0])], source=SRC, now_ms=T0
-        )
+        store.apply("alice", [MemoryOp(op="insert", id=mid(), content="x", vector=[1.0, 0.0])], source=SRC, now_ms=T0)
     with pytest.raises(ValueError):
         store.search("bad:user", "x")
     with pytest.raises(ValueError, match="UUID"):
@@ -261,24 +257,25 @@ def test_bad_input_is_rejected_before_writing(store: MemoryStore) -> None:
 
 
 def test_concurrent_threads_on_local_mode(store: MemoryStore) -> None:
+    """A Celery threads pool shares one store; unguarded local mode raises IndexError/sqlite errors."""
     errors: list[BaseException] = []
 
     def work(n: int) -> None:
         try:
-            user = f"user{n % 3}"
-            for i in range(5):
+            user = f"user{n % 4}"
+            for i in range(15):
                 store.apply(user, [insert(f"{n}-{i}")], source=SRC, now_ms=T0 + i)
                 store.search(user, f"{n}-{i}")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
-    assert sum(store.count(f"user{k}") for k in range(3)) == 30
+    assert sum(store.count(f"user{k}") for k in range(4)) == 8 * 15
 
 
 def test_collection_naming() -> None:
@@ -292,12 +289,18 @@ def test_collection_naming() -> None:
     assert len(collection_name("memories", "hash-256", "per_user", "x." * 64)) < 200
 
 
+def test_memory_location_counts_as_local() -> None:
+    store = MemoryStore(QdrantClient(":memory:"), EMB)
+    assert store.local
+    store.apply("alice", [insert("hello")], source=SRC, now_ms=T0)
+    assert [r.content for r in store.search("alice", "hello")] == ["hello"]
+    store.close()
+
+
 def test_open_store_local(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "qdrant"
     store = open_store(
-        Settings(
-            qdrant_path=path, namespace="demo", collection_strategy="per_user", embedding_model="hash-64"
-        )
+        Settings(qdrant_path=path, namespace="demo", collection_strategy="per_user", embedding_model="hash-64")
     )
     try:
         assert store.local and store.strategy == "per_user" and store.namespace == "demo"
@@ -356,9 +359,7 @@ def test_server_5xx_is_store_unavailable() -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        client = QdrantClient(
-            url=f"http://127.0.0.1:{server.server_port}", check_compatibility=False, timeout=2
-        )
+        client = QdrantClient(url=f"http://127.0.0.1:{server.server_port}", check_compatibility=False, timeout=2)
         store = MemoryStore(client, EMB)
         with pytest.raises(StoreUnavailable, match="503"):
             store.apply("alice", [insert("x")], source=SRC, now_ms=T0)

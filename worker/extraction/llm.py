@@ -146,19 +146,28 @@ class LLMExtractor:
                     "role": "assistant",
                     "content": message.content or None,
                     "tool_calls": [
-                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
                         for c in calls
                     ],
                 },
                 *[
-                    {"role": "tool", "tool_call_id": v.call.id, "content": f"ERROR: {v.error}" if v.error else "ok"}
+                    {
+                        "role": "tool",
+                        "tool_call_id": v.call.id,
+                        "content": f"ERROR: {v.error}" if v.error else "ok",
+                    }
                     for v in verdicts
                 ],
-                {"role": "user", "content": "Some tool calls failed. Repeat only the failed ones, corrected."},
+                {
+                    "role": "user",
+                    "content": "Some tool calls failed. Repeat only the failed ones, corrected.",
+                },
             ]
-        raise ExtractionFailed(
-            f"tool arguments still invalid after {self.validation_retries} correction round(s)"
-        )
+        raise ExtractionFailed(f"tool arguments still invalid after {self.validation_retries} correction round(s)")
 
 
 def _last_per_alias(ops: list[PlannedOp]) -> list[PlannedOp]:

@@ -59,9 +59,7 @@ def tool_specs(profile: Profile) -> list[dict[str, Any]]:
         if profile.enable_inserts:
             specs.append(_spec(f"insert_{name}", f"Insert a new memory. {doc}", _params(schema, False)))
         if profile.enable_updates:
-            specs.append(
-                _spec(f"update_{name}", f"Replace existing memory `memory_id`. {doc}", _params(schema, True))
-            )
+            specs.append(_spec(f"update_{name}", f"Replace existing memory `memory_id`. {doc}", _params(schema, True)))
     if profile.enable_deletes:
         params = {
             "type": "object",

