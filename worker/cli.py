@@ -58,7 +58,8 @@ def demo(timeout: Annotated[float, typer.Option(help="Seconds to wait for reflec
     from worker.demo import run_demo
     from worker.logs import configure
 
-    settings = _settings(after_seconds=1.0, max_wait_s=30.0, namespace="demo")
+    # Own key prefix: the demo resets its keys, which must never be a deployment's.
+    settings = _settings(after_seconds=1.0, max_wait_s=30.0, namespace="demo", key_prefix="reverie-demo")
     configure("WARNING")
     report = run_demo(settings, console, timeout_s=timeout)
     ok = all(report.reflections[k] == report.bursts[k] for k in report.bursts)

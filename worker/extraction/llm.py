@@ -49,9 +49,9 @@ def _transient(exc: BaseException) -> bool:
 
 def retry_after_s(exc: BaseException | None) -> float | None:
     """Seconds from a Retry-After header on a litellm error, if the provider sent one."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    # litellm strips vendor headers from ``e.response``; they survive on litellm_response_headers.
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
     try:
         return min(float(value), 60.0) if value is not None else None
     except ValueError:
