@@ -117,7 +117,11 @@ def __getattr__(name: str) -> Any:
     # ``celery -A worker.app`` looks up ``app``/``celery``; build it on first access so that
     # importing this module (e.g. from tests) does not read the environment.
     if name in ("app", "celery"):
+        from worker.logs import configure
+
         global app
-        app = create_app()
+        settings = Settings()
+        configure(settings.log_level)
+        app = create_app(settings)
         return app
     raise AttributeError(name)
