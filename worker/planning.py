@@ -45,7 +45,12 @@ def build_plan(
     embedder: Embedder,
     kind: str,
     now_ms: int,
+    ns: tuple[str, ...] = (),
+    tombstone: bool = False,
 ) -> CommitPlan:
+    """Final ops: inserts get fresh ids; aliases resolve to the shown memories (updates keep id
+    and ``created_at``, bump ``version``); deletes are physical or tombstones. Raises
+    ``ValueError`` on an alias that was not shown or a record of another user."""
     texts = [op.content for op in ops if op.action != "delete"]
     vectors = iter(embedder.embed(texts)) if texts else iter(())
     out: list[MemoryOp] = []
@@ -55,12 +60,13 @@ def build_plan(
                 MemoryOp(
                     op="insert",
                     id=new_point_id(),
-                    kind=kind,
+                    kind=op.kind or kind,
                     schema_name=op.schema_name,
                     content=op.content,
                     data=op.data,
                     vector=next(vectors),
                     created_at_ms=now_ms,
+                    ns=list(ns),
                 )
             )
             continue
@@ -70,7 +76,16 @@ def build_plan(
         if target.user_id != user_id:
             raise ValueError("alias resolves to another user's memory")
         if op.action == "delete":
-            out.append(MemoryOp(op="delete", id=target.id, kind=target.kind, schema_name=target.schema_name))
+            out.append(
+                MemoryOp(
+                    op="delete",
+                    id=target.id,
+                    kind=target.kind,
+                    schema_name=target.schema_name,
+                    tombstone=tombstone,
+                    previous_content=target.content,
+                )
+            )
         else:
             out.append(
                 MemoryOp(
@@ -83,6 +98,8 @@ def build_plan(
                     vector=next(vectors),
                     created_at_ms=int(target.created_at.timestamp() * 1000),
                     version=target.version + 1,
+                    ns=list(target.ns or ns),
+                    previous_content=target.content,
                 )
             )
     return CommitPlan(
