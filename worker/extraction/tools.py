@@ -95,7 +95,7 @@ def _alias(args: dict[str, Any], n_existing: int) -> int:
     text = str(raw).strip() if raw is not None else ""
     if not text.isdigit() or int(text) >= n_existing:
         valid = f"'0'..'{n_existing - 1}'" if n_existing else "none (there are no existing memories)"
-        raise ValueError(f"memory_id {text!r} is not one of the existing memories; valid: {valid}")
+        raise ValueError(f"memory_id {text[:40]!r} is not one of the existing memories; valid: {valid}")
     return int(text)
 
 
