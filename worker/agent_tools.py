@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.ids import check_id
 from schemas.memory import MemoryRecord, MemorySource
@@ -32,12 +32,16 @@ SEARCH = "search_memory"
 
 
 class ManageArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     action: Literal["create", "update", "delete"] = Field(description="What to do.")
     content: str | None = Field(default=None, max_length=2000, description="Memory text (create, update).")
     id: str | None = Field(default=None, max_length=64, description="Memory id (update, delete).")
 
 
 class SearchArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     query: str = Field(min_length=1, max_length=2000, description="What to look for.")
     limit: int = Field(default=5, ge=1, le=50, description="How many memories to return.")
 
