@@ -74,9 +74,10 @@ class HistoryLog:
             )
         )
 
-    def history(self, user_id: str, memory_id: str | None = None, *, limit: int = 1000) -> list[HistoryEntry]:
-        """A user's history, oldest first; only ``memory_id``'s entries when given."""
-        raw = self.r.lrange(self.keys.history(user_id), -limit, -1)
+    def history(self, user_id: str, memory_id: str | None = None, *, limit: int | None = None) -> list[HistoryEntry]:
+        """A user's history, oldest first; only ``memory_id``'s entries when given. Scans the
+        newest ``limit`` entries (default: all kept, at most ``max_entries``)."""
+        raw = self.r.lrange(self.keys.history(user_id), -(limit or self.max_entries), -1)
         entries = [HistoryEntry.model_validate_json(x) for x in raw]
         return [e for e in entries if memory_id is None or e.memory_id == memory_id]
 

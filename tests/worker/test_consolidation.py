@@ -117,3 +117,17 @@ def test_flush_reflects_pending_buffers_regardless_of_debounce(make_system) -> N
     assert report.flushed == 1
     system.wait_for(lambda: len(system.committed(user)) == 1, timeout_s=10, what="flushed reflection")
     assert [m.content for m in system.runtime.store.list(user)] == ["I moved to Kyoto"]
+
+
+def test_beat_entry_follows_the_interval_setting(redis_url) -> None:
+    """create_app adds the consolidation schedule (run by celery-redbeat); 0 disables it."""
+    from pydantic import SecretStr
+
+    from schemas.settings import Settings
+    from worker.app import create_app
+
+    app = create_app(Settings(redis_url=SecretStr(redis_url), consolidate_interval_s=120, dispatcher_in_worker=False))
+    entry = app.conf.beat_schedule["reverie-consolidate"]
+    assert (entry["task"], entry["schedule"]) == (CONSOLIDATE, 120)
+    off = create_app(Settings(redis_url=SecretStr(redis_url), consolidate_interval_s=0, dispatcher_in_worker=False))
+    assert "reverie-consolidate" not in (off.conf.beat_schedule or {})

@@ -70,6 +70,7 @@ def test_seed_scenario_inserts_then_updates_ramen_and_deletes_pasta(make_system,
         f"prompt_tokens={[r.prompt_tokens for r in results]} completion_tokens={[r.completion_tokens for r in results]}"
     )
 
+    assert system.redis.zscore(system.runtime.coordinator.keys.changed_ss, user) is not None  # FINALIZE marked it
     history = system.runtime.history.history(user)
     assert [e.op for e in history] == ["insert", "insert", "update", "tombstone" if profile != "food" else "delete"]
     pasta_history = [e for e in history if e.memory_id == pasta_before.id]
