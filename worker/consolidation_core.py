@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+
 from schemas.memory import MemoryRecord
 
 DAY_MS = 86_400_000
+BLOCK = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,22 @@ def cosine(a: list[float], b: list[float]) -> float:
     na = sum(x * x for x in a) ** 0.5
     nb = sum(y * y for y in b) ** 0.5
     return dot / (na * nb) if na and nb else 0.0
+
+
+def similar_pairs(vectors: list[list[float]], threshold: float) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, with cosine similarity >= ``threshold``. Blocked matrix
+    products (numpy comes with qdrant-client), so 10k memories take seconds, not minutes."""
+    if len(vectors) < 2:
+        return []
+    m = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    m = m / np.where(norms == 0, 1, norms)
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(m), BLOCK):
+        sims = m[start : start + BLOCK] @ m.T
+        rows, cols = np.nonzero(sims >= threshold)
+        pairs.extend((start + int(r), int(c)) for r, c in zip(rows, cols, strict=True) if start + int(r) < int(c))
+    return pairs
 
 
 def near_duplicate_groups(items: list[Item], threshold: float) -> list[list[MemoryRecord]]:
@@ -39,10 +58,8 @@ def near_duplicate_groups(items: list[Item], threshold: float) -> list[list[Memo
         r = item.record
         buckets.setdefault((r.kind, r.schema_name, "/".join(r.ns)), []).append(i)
     for members in buckets.values():
-        for x, i in enumerate(members):
-            for j in members[x + 1 :]:
-                if find(i) != find(j) and cosine(items[i].vector, items[j].vector) >= threshold:
-                    parent[find(i)] = find(j)
+        for a, b in similar_pairs([items[i].vector for i in members], threshold):
+            parent[find(members[a])] = find(members[b])
     groups: dict[int, list[MemoryRecord]] = {}
     for i, item in enumerate(items):
         groups.setdefault(find(i), []).append(item.record)

@@ -39,13 +39,15 @@ class Merged:
     llm_calls: int
 
 
-def schema_named(name: str) -> type[BaseModel]:
+def schema_named(name: str) -> type[BaseModel] | None:
     """The pydantic schema of a stored memory, looked up in the registered profiles."""
+    if name == Memory.__name__:
+        return Memory
     for profile_name in sorted(profile_names()):
         for schema in get_profile(profile_name).schemas:
             if schema.__name__ == name:
                 return schema
-    return Memory
+    return None  # written under a profile this worker does not load: merge without the model
 
 
 def llm_merge(runtime: Runtime, survivor: MemoryRecord, losers: list[MemoryRecord]) -> Merged | None:
@@ -53,6 +55,8 @@ def llm_merge(runtime: Runtime, survivor: MemoryRecord, losers: list[MemoryRecor
     if not settings.model:
         return None
     schema = schema_named(survivor.schema_name)
+    if schema is None:
+        return None
     params = schema.model_json_schema()
     params.pop("title", None)
     tool = {"type": "function", "function": {"name": TOOL, "description": "The merged memory.", "parameters": params}}
