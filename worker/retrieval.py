@@ -19,7 +19,7 @@ import re
 from schemas.memory import MemoryRecord
 from schemas.messages import BufferedTurn
 from worker.embeddings import Embedder
-from worker.planning import retrieval_queries
+from worker.planning import episode_id, retrieval_queries
 from worker.profiles import Profile, namespace_key
 from worker.store import MemoryStore
 
@@ -84,12 +84,15 @@ def select_existing(
     profile: Profile,
     limit: int,
 ) -> list[MemoryRecord]:
-    """The existing memories to show the extractor for this reflection."""
+    """The existing memories to show the extractor for this reflection. For an episodic
+    profile the thread's current episode always comes first (so it is updated, not replaced)."""
+    parts = profile.format_namespace(user_id, thread_id)
+    episode = store.get(user_id, [episode_id(user_id, parts, thread_id)]) if profile.episodic else []
     limit = min(limit, profile.existing_limit)
     if limit == 0:
-        return []
-    ns = namespace_key(profile.format_namespace(user_id, thread_id))
+        return episode
+    ns = namespace_key(parts)
     queries = retrieval_queries(turns)
     by_vector = store.search_vectors(user_id, embedder.embed(queries), limit_per_query=limit, ns=ns) if queries else []
     scan = store.list(user_id, ns=ns, limit=profile.lexical_scan_limit) if profile.lexical_scan_limit else []
-    return cap(pinned(turns, scan), by_vector, limit=limit, token_budget=profile.token_budget)
+    return cap([*episode, *pinned(turns, scan)], by_vector, limit=limit, token_budget=profile.token_budget)

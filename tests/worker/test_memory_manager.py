@@ -187,8 +187,9 @@ def test_unknown_profile_fails_clearly_into_dead_letters(make_system, scripted) 
     assert scripted.chat_calls == 0
 
 
-def test_offline_episode_is_labelled(make_system) -> None:
-    """Without a model, an episodic profile gets a deterministic summary that says so."""
+def test_offline_episode_is_labelled_and_one_per_thread(make_system) -> None:
+    """Without a model, an episodic profile gets a deterministic summary that says so; the next
+    reflection of the same thread updates that episode (same id and created_at, version 2)."""
     system = make_system(profiles=food.ALL)
     user = uid("u")
     system.producer.submit(user, "t", [{"role": "user", "content": "I moved to Osaka"}], profile="life")
@@ -196,6 +197,12 @@ def test_offline_episode_is_labelled(make_system) -> None:
     [episode] = system.runtime.store.list(user, kind="episode")
     assert episode.content.startswith("[offline summary, not an LLM]")
     assert json.dumps(episode.data, ensure_ascii=False).count("Osaka") == 1
+    system.producer.submit(user, "t", [{"role": "user", "content": "Now I work in Kobe"}], profile="life")
+    system.wait_for(lambda: len(system.committed(user)) == 2, what="second commit")
+    [again] = system.runtime.store.list(user, kind="episode")
+    assert (again.id, again.created_at, again.version) == (episode.id, episode.created_at, 2)
+    assert "Kobe" in again.content
+    assert [e.op for e in system.runtime.history.history(user, episode.id)] == ["insert", "update"]
 
 
 def test_retrieval_pins_memories_the_conversation_names(make_system, scripted) -> None:
