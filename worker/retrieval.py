@@ -3,8 +3,8 @@
 1. **Several queries**: each recent user turn plus the whole window (``retrieval_queries``),
    searched in one batched Qdrant call, merged and de-duplicated by id (best score kept).
 2. **Obvious references are always included**: a memory whose entity terms (short string
-   fields of its structured data, e.g. ``food_name="ラーメン"``, or capitalised names in free
-   text) appear verbatim in the conversation is pinned first, whatever its vector score. This
+   fields of its structured data, e.g. ``food_name="ラーメン"``, or capitalised names and
+   katakana words in free text) appear verbatim in the conversation is pinned first, whatever its vector score. This
    is substring matching, so it also works for languages without spaces.
 3. **Capped** by the profile's ``existing_limit`` and ``token_budget``.
 
@@ -26,6 +26,7 @@ from worker.store import MemoryStore
 MAX_TERM_CHARS = 40
 MIN_TERM_CHARS = 2
 _NAME = re.compile(r"\b[A-Z][\w'-]{2,}")
+_KATAKANA = re.compile(r"[\u30A0-\u30FF]{3,}")  # loanword nouns: ラーメン, パスタ, ホッカイドウ
 _COMMON = frozenset({"The", "This", "That", "User", "Likes", "Loves", "Prefers", "And", "But"})
 
 
@@ -43,6 +44,7 @@ def entity_terms(record: MemoryRecord) -> set[str]:
             terms.add(value.strip())
     if not terms:
         terms.update(m for m in _NAME.findall(record.content) if m not in _COMMON)
+        terms.update(_KATAKANA.findall(record.content))
     return terms
 
 

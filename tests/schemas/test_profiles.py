@@ -60,6 +60,8 @@ def test_retrieval_pins_named_entities_and_respects_the_token_budget() -> None:
     osaka = _record(3, {"content": "Lives in Osaka"}, "Lives in Osaka")
     assert pinned(turns, [pasta, ramen, osaka]) == [ramen]
     assert pinned([BufferedTurn(role="user", content="back in osaka!", ts_ms=0)], [osaka]) == [osaka]
+    free_text = _record(4, {"content": "ラーメンが大好きです"}, "ラーメンが大好きです")
+    assert pinned(turns, [free_text, osaka]) == [free_text]
     assert [r.id for r in cap([ramen], [pasta, ramen, osaka], limit=2, token_budget=10_000)] == ["m1", "m2"]
     assert [r.id for r in cap([ramen], [pasta, osaka], limit=10, token_budget=1)] == ["m1"]
 

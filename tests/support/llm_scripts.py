@@ -49,10 +49,12 @@ def tool_names(body: dict[str, Any]) -> set[str]:
 
 def food_model(body: dict[str, Any]) -> Reply:
     """A model of the seed article's LLM for ``UserFoodPreference``: inserts new foods, updates
-    known ones, and for "嫌い" either deletes (if it may) or sets preference 0."""
+    known ones, and for "嫌い" deletes only if the delete tool is offered AND the instructions
+    say a preference of 0 means delete; otherwise it sets preference 0."""
     lines = [line.removeprefix("user: ") for line in conversation_lines(body) if line.startswith("user: ")]
     known = {data["food_name"]: alias for alias, data in existing_memories(body).items()}
-    may_delete = "delete_memory" in tool_names(body)
+    system = body["messages"][0]["content"]
+    may_delete = "delete_memory" in tool_names(body) and "preference of 0 means" in system
     calls: list[tuple[str, dict[str, Any]]] = []
     for text in lines:
         for food, cuisine in (("ラーメン", "日本料理"), ("パスタ", "イタリア料理")):
