@@ -53,6 +53,8 @@ class ConsolidationReport:
     expired: int = 0
     flushed: int = 0
     llm_calls: int = 0
+    left: int = 0
+    """Users not reached within the time budget (still marked: the next run takes them)."""
     reports: list[UserReport] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -137,9 +139,17 @@ def _write(
 
 
 def consolidate_all(
-    runtime: Runtime, *, flush: bool = False, limit: int = 10_000, progress: Progress | None = None
+    runtime: Runtime,
+    *,
+    flush: bool = False,
+    limit: int = 10_000,
+    progress: Progress | None = None,
+    time_budget_s: float | None = None,
 ) -> ConsolidationReport:
-    """Consolidate every user changed since the last run (and flush pending buffers first)."""
+    """Consolidate every user changed since the last run (and flush pending buffers first).
+    With ``time_budget_s`` the run stops between users when the budget is spent (a Celery task
+    must end within its time limit); users not reached stay marked for the next run."""
+    deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
     coordinator = runtime.coordinator
     keys = coordinator.keys
     report = ConsolidationReport()
@@ -152,7 +162,10 @@ def consolidate_all(
     report.users = len(changed)
     if progress is not None:
         progress(report.counts())
-    for user_id, score in changed:
+    for n, (user_id, score) in enumerate(changed):
+        if n and deadline is not None and time.monotonic() > deadline:  # always make progress
+            report.left = len(changed) - n
+            break
         user = consolidate_user(runtime, user_id)
         report.reports.append(user)
         report.done += 1

@@ -69,7 +69,9 @@ def register(app: Celery) -> None:
                 self.update_state(state="PROGRESS", meta=counts)
 
         do_flush = settings.consolidate_flush if flush is None else bool(flush)
-        return consolidate_all(runtime, flush=do_flush, progress=progress).counts()
+        # end well inside task_time_limit (= lease_s); users not reached stay marked
+        budget_s = max(settings.lease_s * 0.8 - 10, 10)
+        return consolidate_all(runtime, flush=do_flush, progress=progress, time_budget_s=budget_s).counts()
 
     @app.task(name=OPTIMIZE_PROMPT, bind=True, ignore_result=False)
     def optimize(self: Any, key: str) -> dict[str, Any]:

@@ -131,3 +131,16 @@ def test_beat_entry_follows_the_interval_setting(redis_url) -> None:
     assert (entry["task"], entry["schedule"]) == (CONSOLIDATE, 120)
     off = create_app(Settings(redis_url=SecretStr(redis_url), consolidate_interval_s=0, dispatcher_in_worker=False))
     assert "reverie-consolidate" not in (off.conf.beat_schedule or {})
+
+
+def test_time_budget_leaves_unreached_users_marked(make_system) -> None:
+    system = make_system()
+    runtime = system.runtime
+    users = [uid("u") for _ in range(3)]
+    for user in users:
+        put(runtime, user, "a fact")
+    report = consolidate_all(runtime, time_budget_s=0)
+    assert (report.done, report.left) == (1, 2)
+    marked = {u.decode() for u in runtime.redis.zrange(runtime.coordinator.keys.changed_ss, 0, -1)}
+    assert len(marked & set(users)) == 2
+    assert consolidate_all(runtime).done == 2
