@@ -384,7 +384,13 @@ class MemoryStore:
         if self.local:
             return
         tenant = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=shared)
-        for field, schema in (("user_id", tenant), ("kind", qm.PayloadSchemaType.KEYWORD)):
+        indexes: tuple[tuple[str, Any], ...] = (
+            ("user_id", tenant),
+            ("kind", qm.PayloadSchemaType.KEYWORD),
+            ("ns_key", qm.PayloadSchemaType.KEYWORD),  # profile namespace filter of retrieval
+            ("deleted", qm.PayloadSchemaType.BOOL),  # tombstones, excluded by every read
+        )
+        for field, schema in indexes:
             self._call(self.client.create_payload_index, name, field, field_schema=schema, wait=True)
 
     def _check_collection_dims(self, name: str) -> None:
