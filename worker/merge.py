@@ -77,7 +77,7 @@ def llm_merge(runtime: Runtime, survivor: MemoryRecord, losers: list[MemoryRecor
     )
     out = ExtractionOutput(ops=[])
     try:
-        message = llm._complete(messages, [tool], out).choices[0].message
+        message = llm.complete(messages, [tool], out).choices[0].message
         calls = [tc for tc in (message.tool_calls or []) if tc.function.name == TOOL]
         if len(calls) != 1:
             raise ValueError("expected one merge call")

@@ -105,7 +105,7 @@ def optimize_prompt(
     messages = build_messages(current.prompt if current else default_prompt or "(empty)", examples)
     proposal: PromptProposal | None = None
     for _ in range(settings.validation_retries + 1):
-        message = llm._complete(messages, [tool_spec()], out).choices[0].message
+        message = llm.complete(messages, [tool_spec()], out).choices[0].message
         proposal, error = parse_proposal(message)
         if proposal is not None:
             break
