@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import uid
 from tests.support import food
-from tests.support.llm_scripts import food_model
+from tests.support.llm_scripts import conversation_lines, food_model
 from tests.support.scripted_llm import text_reply, tool_calls_reply
 
 RAMEN_1 = [
@@ -221,7 +221,7 @@ def test_retrieval_pins_memories_the_conversation_names(make_system, scripted) -
                     "insert_user_food_preference",
                     {"food_name": line.removeprefix("user: ").removesuffix("も好きです"), "preference": 60},
                 )
-                for line in __import__("tests.support.llm_scripts", fromlist=["x"]).conversation_lines(body)
+                for line in conversation_lines(body)
             ]
         )
     )
