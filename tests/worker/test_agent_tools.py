@@ -67,3 +67,16 @@ def test_tools_cannot_reach_another_users_namespace(make_system) -> None:
     assert food_tools.execute(SEARCH, {"query": "PIN"}) == {"memories": []}
     assert "error" in food_tools.execute(MANAGE, {"action": "delete", "id": secret["id"]})
     assert system.runtime.history.history(bob) == []
+
+
+def test_history_api_for_ops(make_system) -> None:
+    """``history(runtime, user, memory_id)`` is what ``reverie history`` will call."""
+    from worker.history import history
+
+    system = make_system()
+    user = uid("u")
+    tools = MemoryTools(system.runtime, user)
+    first = tools.execute(MANAGE, {"action": "create", "content": "one"})["id"]
+    tools.execute(MANAGE, {"action": "create", "content": "two"})
+    assert [e.new_content for e in history(system.runtime, user, first)] == ["one"]
+    assert len(history(system.runtime, user)) == 2
