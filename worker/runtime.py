@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import redis
 
 from producer.keys import Keys
+from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.settings import Settings
 from worker.coordination import Coordinator
 from worker.embeddings import Embedder, make_embedder
 from worker.extraction import Extractor, LLMExtractor, OfflineExtractor
 from worker.history import HistoryLog
-from worker.profiles import Profile, load_profiles
+from worker.profiles import Profile, load_profiles, register
 from worker.reflection import Reflector
 from worker.store import MemoryStore, open_store
 
@@ -73,6 +74,8 @@ def warm_up(settings: Settings) -> None:
 
 
 def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
+    # The built-in profile follows REVERIE_ENABLE_DELETES; a "default" in REVERIE_PROFILES wins.
+    register(replace(DEFAULT_PROFILE, enable_deletes=settings.enable_deletes))
     load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
     warm_up(settings)
     client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)

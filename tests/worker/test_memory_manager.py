@@ -235,3 +235,12 @@ def test_retrieval_pins_memories_the_conversation_names(make_system, scripted) -
     prompt = scripted.chat_requests[-1]["messages"][1]["content"]
     assert prompt.startswith("Existing memories") and '[0] (UserFoodPreference) {"food_name": "ラーメン"' in prompt
     assert "[3]" not in prompt
+
+
+def test_default_profile_follows_enable_deletes_setting(make_system) -> None:
+    """REVERIE_ENABLE_DELETES turns on delete_memory for the built-in profile."""
+    from worker.extraction.tools import tool_specs
+    from worker.profiles import get_profile
+
+    make_system(enable_deletes=True)
+    assert "delete_memory" in {t["function"]["name"] for t in tool_specs(get_profile("default"))}
