@@ -28,6 +28,12 @@ class ProducerConfig(BaseModel):
         from schemas.settings import Settings
 
         s = Settings()
+        profiles = None
+        if s.profiles:  # the same REVERIE_PROFILES as the workers: unknown names fail at submit
+            from schemas.profiles import load_profiles, profile_names
+
+            load_profiles(s.profiles)
+            profiles = profile_names()
         url = s.resolved_redis_url()
         if url is None:
             raise ValueError("REVERIE_REDIS_URL (or REDIS_URL) must be set for a producer")
@@ -38,4 +44,5 @@ class ProducerConfig(BaseModel):
             after_seconds=s.after_seconds,
             max_wait_s=s.max_wait_s,
             on_unavailable=s.on_unavailable,
+            profiles=profiles,
         )

@@ -13,6 +13,11 @@ Layout (``p`` is the key prefix, ``u``/``t`` user and thread ids, which cannot c
 - ``p:inflight_ss``  zset   ``u:t`` → deadline (ms) of a claimed, not yet finished reflection
 - ``p:dlq``          hash   ``u:t`` → dead letter JSON
 - ``p:stats``        hash   counters
+- ``p:history:u``    list   memory history entries (JSON), newest last; capped, expires after retention
+- ``p:changed_ss``   zset   ``u`` → ms of the user's last memory change (consolidation picks these)
+- ``p:prompt:k``     hash   current procedural prompt of key ``k`` (``version``, ``json``)
+- ``p:prompthist:k`` list   previous prompt versions of ``k`` (JSON), newest last; capped
+- ``p:promptex:k``   list   conversations + feedback recorded for the optimizer of ``k``; capped
 """
 
 from __future__ import annotations
@@ -76,6 +81,22 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.prefix}:stats"
+
+    def history(self, user_id: str) -> str:
+        return f"{self.prefix}:history:{user_id}"
+
+    @property
+    def changed_ss(self) -> str:
+        return f"{self.prefix}:changed_ss"
+
+    def prompt(self, key: str) -> str:
+        return f"{self.prefix}:prompt:{key}"
+
+    def prompt_history(self, key: str) -> str:
+        return f"{self.prefix}:prompthist:{key}"
+
+    def prompt_examples(self, key: str) -> str:
+        return f"{self.prefix}:promptex:{key}"
 
     def thread_keys(self, user_id: str, thread_id: str) -> list[str]:
         """All per-thread keys (for ``forget``)."""

@@ -164,8 +164,11 @@ return 'ok'
 FINALIZE = (
     """
 -- KEYS[1]=thread KEYS[2]=buffer KEYS[3]=lease KEYS[4]=journal KEYS[5]=inflight_ss KEYS[6]=stats
+-- KEYS[7]=history (of the user) KEYS[8]=changed_ss
 -- ARGV[1]=token ARGV[2]=turn_count ARGV[3]=member ARGV[4]=generation ARGV[5]=idle_ttl_s
--- After the plan reached Qdrant: trim exactly the consumed turns, drop the journal, free the lease.
+-- ARGV[6]=user_id ARGV[7]=history_ttl_s ARGV[8]=history_max ARGV[9..]=history entry JSON
+-- After the plan reached Qdrant: trim exactly the consumed turns, drop the journal, free the lease;
+-- in the same step append the history entries and mark the user changed (once per commit).
 -- Returns 'ok', 'lost_lease' or 'no_journal'.
 """
     + _NOW
@@ -174,6 +177,12 @@ if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 'lost_lease' end
 if redis.call('EXISTS', KEYS[4]) == 0 then return 'no_journal' end
 redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
 redis.call('DEL', KEYS[4])
+if #ARGV >= 9 then
+  for i = 9, #ARGV do redis.call('RPUSH', KEYS[7], ARGV[i]) end
+  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[8]), -1)
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[7]))
+  redis.call('ZADD', KEYS[8], now, ARGV[6])
+end
 redis.call('HSET', KEYS[1], 'committed_gen', ARGV[4], 'attempts', 0)
 if redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('HDEL', KEYS[1], 'first_ms')
@@ -249,6 +258,77 @@ return 1
 """
 )
 
+RECORD_CHANGES = (
+    """
+-- KEYS[1]=history (of the user) KEYS[2]=changed_ss
+-- ARGV[1]=user_id ARGV[2]=history_ttl_s ARGV[3]=history_max ARGV[4]=mark_changed (0|1)
+-- ARGV[5..]=history entry JSON
+-- Memory writes outside a reflection (agent tools, consolidation): append their history and,
+-- unless they come from consolidation itself, mark the user changed. Returns entries appended.
+"""
+    + _NOW
+    + """
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+if #ARGV >= 5 then
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], now, ARGV[1]) end
+return #ARGV - 4
+"""
+)
+
+CLEAR_CHANGED = """
+-- KEYS[1]=changed_ss  ARGV[1]=user_id ARGV[2]=score seen when consolidation started
+-- Unmark a consolidated user unless it changed again meanwhile. Returns 1 if removed.
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+FLUSH_DUE = (
+    """
+-- KEYS[1]=due_ss KEYS[2]=stats  ARGV[1]=limit ARGV[2]=user_id ('' for every user)
+-- Make pending threads due now regardless of debounce (batch "flush"). Returns how many moved.
+"""
+    + _NOW
+    + """
+local pending = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, tonumber(ARGV[1]))
+local moved = 0
+for _, m in ipairs(pending) do
+  if ARGV[2] == '' or string.sub(m, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
+    redis.call('ZADD', KEYS[1], 'XX', now, m)
+    moved = moved + 1
+  end
+end
+if moved > 0 then redis.call('HINCRBY', KEYS[2], 'flushed', moved) end
+return moved
+"""
+)
+
+LEASE_RELEASE = """
+-- KEYS[1]=lease  ARGV[1]=token   Free the lease if still ours. Returns 1 if released.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+PROMPT_SET = """
+-- KEYS[1]=prompt KEYS[2]=prompt history  ARGV[1]=expected version ('' = any) ARGV[2]=record JSON
+-- ARGV[3]=history_max
+-- Store a new prompt version; the previous one goes to the history list. Compare-and-set on the
+-- version so two optimizers cannot silently overwrite each other. Returns the new version or -1.
+local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= cur then return -1 end
+local prev = redis.call('HGET', KEYS[1], 'json')
+if prev then
+  redis.call('RPUSH', KEYS[2], prev)
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+end
+local v = cur + 1
+redis.call('HSET', KEYS[1], 'version', v, 'json', ARGV[2])
+return v
+"""
+
 ALL = {
     "submit": SUBMIT,
     "due_candidates": DUE_CANDIDATES,
@@ -262,6 +342,11 @@ ALL = {
     "release": RELEASE,
     "reschedule": RESCHEDULE,
     "replay_dead": REPLAY_DEAD,
+    "record_changes": RECORD_CHANGES,
+    "clear_changed": CLEAR_CHANGED,
+    "flush_due": FLUSH_DUE,
+    "lease_release": LEASE_RELEASE,
+    "prompt_set": PROMPT_SET,
 }
 
 
@@ -284,3 +369,8 @@ class Scripts:
     release: Any
     reschedule: Any
     replay_dead: Any
+    record_changes: Any
+    clear_changed: Any
+    flush_due: Any
+    lease_release: Any
+    prompt_set: Any

@@ -27,6 +27,13 @@ class Memory(BaseModel):
     )
 
 
+class Episode(BaseModel):
+    """What happened in this conversation and how it ended (episodic memory)."""
+
+    summary: str = Field(min_length=1, max_length=2000, description="What happened, in one or two sentences.")
+    outcome: str = Field(default="", max_length=500, description="How it ended: resolved, open question, decision.")
+
+
 class MemorySource(BaseModel):
     """Where a memory came from: thread, reflection generation and the turn ids it used."""
 
@@ -53,5 +60,23 @@ class MemoryRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    ns: list[str] = Field(default_factory=list)
     source: MemorySource = Field(default_factory=MemorySource)
     score: float | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One audit record of a memory change (insert, update, delete, merge, expire)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: int = 1
+    memory_id: str
+    op: str
+    old_content: str | None = None
+    new_content: str | None = None
+    version: int | None = None
+    reflection_id: str | None = None
+    """``thread_id:g<generation>`` for reflections, ``tool:…`` or ``consolidate:…`` otherwise."""
+    thread_id: str | None = None
+    at_ms: int

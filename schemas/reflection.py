@@ -36,6 +36,12 @@ class MemoryOp(BaseModel):
     vector: list[float] = Field(default_factory=list)
     created_at_ms: int | None = None
     version: int = 1
+    ns: list[str] = Field(default_factory=list)
+    """Profile namespace, e.g. ``["chat", "alice"]`` (stored in the payload; empty: none)."""
+    tombstone: bool = False
+    """For a delete: keep the point, marked deleted (hidden from every read), instead of removing it."""
+    previous_content: str | None = None
+    """For an update or delete: the content before, recorded in the memory's history."""
 
 
 class CommitPlan(BaseModel):

@@ -61,6 +61,27 @@ class Settings(BaseSettings):
     )
     embedding_api_base: str | None = Field(default=None, description="Embedding API base URL override.")
     existing_limit: int = Field(default=20, ge=0, le=200, description="Existing memories shown to the LLM.")
+    profiles: str | None = Field(
+        default=None, description="Comma-separated 'module:attribute' import paths of extra memory profiles."
+    )
+
+    # Memory history, consolidation, procedural prompts
+    history_retention_s: int = Field(
+        default=90 * 86400, ge=60, description="Memory history kept this long after a user's last change."
+    )
+    history_max_entries: int = Field(default=10_000, ge=10, description="History entries kept per user (newest).")
+    consolidate_interval_s: float = Field(
+        default=3600.0, ge=0, description="Celery beat interval of batch consolidation; 0 disables the entry."
+    )
+    consolidate_similarity: float = Field(
+        default=0.92, gt=0, le=1, description="Cosine similarity at which two memories are near-duplicates."
+    )
+    consolidate_flush: bool = Field(default=False, description="Scheduled consolidation also flushes buffers.")
+    retention: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Per memory kind: {"episode": {"ttl_days": 90, "max_count": 200}}.',
+    )
+    prompt_history_max: int = Field(default=50, ge=1, le=10_000, description="Versions kept per prompt key.")
 
     # Worker
     overlap_policy: Literal["rollback", "finish"] = Field(
@@ -87,6 +108,9 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.max_wait_s < self.after_seconds:
             raise ValueError("max_wait_s must be at least after_seconds")
+        for kind, rule in self.retention.items():
+            if set(rule) - {"ttl_days", "max_count"} or any(v < 0 for v in rule.values()):
+                raise ValueError(f"retention[{kind!r}] allows non-negative ttl_days and max_count only")
         if self.embedding_model.startswith("hash-"):
             dims = self.embedding_model.removeprefix("hash-")
             if not dims.isdigit() or not 8 <= int(dims) <= 4096:

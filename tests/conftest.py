@@ -28,8 +28,9 @@ from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
 from tests.support.scripted_llm import ScriptedLLM
 
-PERSISTENT_OK = ("stats",)
-"""Keys allowed to outlive a test without a TTL (counters)."""
+PERSISTENT_OK = ("stats", "changed_ss")
+"""Keys allowed to outlive a test without a TTL: counters, and users awaiting consolidation
+(bounded by the number of users, drained by each consolidation run)."""
 
 
 @pytest.fixture(scope="session")

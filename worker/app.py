@@ -18,7 +18,7 @@ from schemas.settings import Settings
 from worker.coordination import Claimed
 from worker.dispatcher import Dispatcher, DispatcherThread
 from worker.runtime import get_runtime, redis_url
-from worker.tasks import REFLECT, register
+from worker.tasks import CONSOLIDATE, REFLECT, register
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -63,6 +63,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_routes={REFLECT: {"queue": "reverie"}},
     )
     register(app)
+    if settings.consolidate_interval_s > 0:  # run by celery-redbeat: several beat instances are safe
+        app.conf.beat_schedule = {
+            **(app.conf.beat_schedule or {}),
+            "reverie-consolidate": {"task": CONSOLIDATE, "schedule": settings.consolidate_interval_s},
+        }
     if settings.dispatcher_in_worker:
         app.steps["worker"].add(DispatcherStep)
     return app

@@ -12,6 +12,7 @@ from producer.scripts import Scripts
 from schemas.errors import DecodeError
 from schemas.messages import BufferedTurn
 from schemas.reflection import CommitPlan, DeadLetter
+from worker.history import encode, entries_from_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +52,14 @@ def decode_plan(raw: bytes | str) -> CommitPlan:
 class Coordinator:
     """One per process; safe to share between threads (redis-py pool)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, history_ttl_s: int = 90 * 86400, history_max: int = 10_000
+    ) -> None:
         self.r = client
         self.keys = keys
         self.scripts = Scripts(client)
+        self.history_ttl_s = history_ttl_s
+        self.history_max = history_max
 
     # -- dispatch ---------------------------------------------------------------------------
     def due_candidates(self, limit: int) -> tuple[list[str], int]:
@@ -132,8 +137,20 @@ class Coordinator:
                     self.keys.journal(u, t),
                     self.keys.inflight_ss,
                     self.keys.stats,
+                    self.keys.history(u),
+                    self.keys.changed_ss,
                 ],
-                args=[token, plan.turn_count, member(u, t), plan.generation, idle_ttl_s],
+                args=[
+                    token,
+                    plan.turn_count,
+                    member(u, t),
+                    plan.generation,
+                    idle_ttl_s,
+                    u,
+                    self.history_ttl_s,
+                    self.history_max,
+                    *encode(entries_from_plan(plan)),
+                ],
             )
         )
 

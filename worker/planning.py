@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 
-from schemas.memory import MemoryRecord
+from schemas.memory import MemoryKind, MemoryRecord
 from schemas.messages import BufferedTurn
 from schemas.reflection import CommitPlan, MemoryOp
 from worker.embeddings import Embedder
 from worker.extraction.base import PlannedOp
 
 MAX_QUERY_TURNS = 8
+_EPISODES = uuid.UUID("6f1f2a52-7c1e-4d55-9d7e-5e0e6a1f0e01")
 
 
 def retrieval_queries(turns: list[BufferedTurn]) -> list[str]:
@@ -33,6 +34,13 @@ def new_point_id() -> str:
     return str(uuid.uuid4())
 
 
+def episode_id(user_id: str, ns: tuple[str, ...] | list[str], thread_id: str) -> str:
+    """The one episode memory of a thread (in a namespace): derived, so each reflection of the
+    thread updates it. Its ``created_at`` survives because the reflection shows the current
+    episode to the planner (``select_existing`` pins it), which turns the insert into an update."""
+    return str(uuid.uuid5(_EPISODES, "\x1f".join([user_id, *ns, thread_id])))
+
+
 def build_plan(
     *,
     user_id: str,
@@ -45,22 +53,33 @@ def build_plan(
     embedder: Embedder,
     kind: str,
     now_ms: int,
+    ns: tuple[str, ...] = (),
+    tombstone: bool = False,
 ) -> CommitPlan:
+    """Final ops: inserts get fresh ids; aliases resolve to the shown memories (updates keep id
+    and ``created_at``, bump ``version``); deletes are physical or tombstones. Raises
+    ``ValueError`` on an alias that was not shown or a record of another user."""
     texts = [op.content for op in ops if op.action != "delete"]
     vectors = iter(embedder.embed(texts)) if texts else iter(())
     out: list[MemoryOp] = []
+    by_id = {r.id: r for r in existing}
     for op in ops:
+        if op.action == "insert" and op.kind == MemoryKind.EPISODE:
+            out = [o for o in out if o.id != episode_id(user_id, ns, thread_id)]  # the last episode call wins
+            out.append(_episode_op(op, user_id, thread_id, ns, by_id, next(vectors), now_ms))
+            continue
         if op.action == "insert":
             out.append(
                 MemoryOp(
                     op="insert",
                     id=new_point_id(),
-                    kind=kind,
+                    kind=op.kind or kind,
                     schema_name=op.schema_name,
                     content=op.content,
                     data=op.data,
                     vector=next(vectors),
                     created_at_ms=now_ms,
+                    ns=list(ns),
                 )
             )
             continue
@@ -70,7 +89,16 @@ def build_plan(
         if target.user_id != user_id:
             raise ValueError("alias resolves to another user's memory")
         if op.action == "delete":
-            out.append(MemoryOp(op="delete", id=target.id, kind=target.kind, schema_name=target.schema_name))
+            out.append(
+                MemoryOp(
+                    op="delete",
+                    id=target.id,
+                    kind=target.kind,
+                    schema_name=target.schema_name,
+                    tombstone=tombstone,
+                    previous_content=target.content,
+                )
+            )
         else:
             out.append(
                 MemoryOp(
@@ -83,6 +111,8 @@ def build_plan(
                     vector=next(vectors),
                     created_at_ms=int(target.created_at.timestamp() * 1000),
                     version=target.version + 1,
+                    ns=list(target.ns or ns),
+                    previous_content=target.content,
                 )
             )
     return CommitPlan(
@@ -94,4 +124,30 @@ def build_plan(
         namespace=namespace,
         ops=out,
         created_ms=now_ms,
+    )
+
+
+def _episode_op(
+    op: PlannedOp,
+    user_id: str,
+    thread_id: str,
+    ns: tuple[str, ...],
+    by_id: dict[str, MemoryRecord],
+    vector: list[float],
+    now_ms: int,
+) -> MemoryOp:
+    pid = episode_id(user_id, ns, thread_id)
+    prior = by_id.get(pid)
+    return MemoryOp(
+        op="insert" if prior is None else "update",
+        id=pid,
+        kind=MemoryKind.EPISODE,
+        schema_name=op.schema_name,
+        content=op.content,
+        data=op.data,
+        vector=vector,
+        created_at_ms=now_ms if prior is None else int(prior.created_at.timestamp() * 1000),
+        version=1 if prior is None else prior.version + 1,
+        ns=list(ns),
+        previous_content=None if prior is None else prior.content,
     )

@@ -25,8 +25,9 @@ from worker.coordination import Coordinator
 from worker.embeddings import Embedder
 from worker.errors import ReverieError
 from worker.extraction.base import ExtractionOutput, Extractor
-from worker.planning import build_plan, retrieval_queries
+from worker.planning import build_plan
 from worker.profiles import Profile, get_profile
+from worker.retrieval import select_existing
 from worker.store import MemoryStore
 
 log = structlog.get_logger("reverie.reflection")
@@ -109,7 +110,7 @@ class Reflector:
             self.coordinator.release(u, t, token, gen, "noop")
             return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen)
         profile = get_profile(snap.profile)
-        existing = self._existing(u, snap.turns, profile)
+        existing = self._existing(u, t, snap.turns, profile)
         extractor = self.extractor_for(profile)
         out = extractor.extract(snap.turns, existing)
         self.coordinator.incr_stats(
@@ -129,6 +130,8 @@ class Reflector:
             embedder=self.embedder,
             kind=profile.kind,
             now_ms=self.now_ms(),
+            ns=profile.format_namespace(u, t),
+            tombstone=profile.delete_mode == "tombstone",
         )
         status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
         if status == "superseded":
@@ -139,15 +142,18 @@ class Reflector:
         self._apply(plan, token)
         return self._result("committed", args, out, extractor, len(snap.turns), plan)
 
-    def _existing(self, user_id: str, turns: list[BufferedTurn], profile: Profile) -> list[MemoryRecord]:
-        limit = min(profile.existing_limit, self.settings.existing_limit)
-        if limit == 0:
-            return []
-        queries = retrieval_queries(turns)
-        if not queries:
-            return []
-        found = self.store.search_vectors(user_id, self.embedder.embed(queries), limit_per_query=limit)
-        return found[:limit]
+    def _existing(
+        self, user_id: str, thread_id: str, turns: list[BufferedTurn], profile: Profile
+    ) -> list[MemoryRecord]:
+        return select_existing(
+            self.store,
+            self.embedder,
+            user_id=user_id,
+            thread_id=thread_id,
+            turns=turns,
+            profile=profile,
+            limit=self.settings.existing_limit,
+        )
 
     def _apply(self, plan: CommitPlan, token: int) -> None:
         source = MemorySource(

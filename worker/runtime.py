@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import redis
 
 from producer.keys import Keys
+from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.settings import Settings
 from worker.coordination import Coordinator
 from worker.embeddings import Embedder, make_embedder
 from worker.extraction import Extractor, LLMExtractor, OfflineExtractor
-from worker.profiles import Profile
+from worker.history import HistoryLog
+from worker.profiles import Profile, load_profiles, register
 from worker.reflection import Reflector
 from worker.store import MemoryStore, open_store
 
@@ -33,6 +35,7 @@ class Runtime:
     store: MemoryStore
     embedder: Embedder
     reflector: Reflector
+    history: HistoryLog
 
     def close(self) -> None:
         self.store.close()
@@ -46,11 +49,12 @@ def redis_url(settings: Settings) -> str:
 def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[Profile], Extractor]:
     @lru_cache(maxsize=64)
     def extractor_for(profile: Profile) -> Extractor:
-        if not settings.model:
-            return OfflineExtractor(embedder)
+        model = profile.model or settings.model
+        if not model:
+            return OfflineExtractor(embedder, episodic=profile.episodic)
         return LLMExtractor(
             profile,
-            model=settings.model,
+            model=model,
             api_base=settings.llm_api_base,
             api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
             timeout_s=settings.llm_timeout_s,
@@ -70,9 +74,15 @@ def warm_up(settings: Settings) -> None:
 
 
 def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
+    # The built-in profile follows REVERIE_ENABLE_DELETES; a "default" in REVERIE_PROFILES wins.
+    register(replace(DEFAULT_PROFILE, enable_deletes=settings.enable_deletes))
+    load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
     warm_up(settings)
     client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
-    coordinator = Coordinator(client, Keys(settings.key_prefix))
+    keys = Keys(settings.key_prefix)
+    coordinator = Coordinator(
+        client, keys, history_ttl_s=settings.history_retention_s, history_max=settings.history_max_entries
+    )
     embedder = store.embedder if store is not None else make_embedder(settings)
     store = store or open_store(settings, embedder=embedder)
     reflector = Reflector(
@@ -82,7 +92,10 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
         embedder=embedder,
         extractor_for=make_extractor_factory(settings, embedder),
     )
-    return Runtime(settings, client, coordinator, store, embedder, reflector)
+    history = HistoryLog(
+        client, keys, retention_s=settings.history_retention_s, max_entries=settings.history_max_entries
+    )
+    return Runtime(settings, client, coordinator, store, embedder, reflector, history)
 
 
 _lock = threading.Lock()

@@ -83,14 +83,19 @@ def point_id(value: str) -> str | int:
         raise ValueError(f"memory id {value!r} is not a UUID or unsigned integer") from None
 
 
-def user_filter(user_id: str, *, kind: str | None = None, ids: Sequence[Any] | None = None) -> qm.Filter:
-    """The filter every store call carries: this user's points (of ``kind``, among ``ids``)."""
+def user_filter(
+    user_id: str, *, kind: str | None = None, ids: Sequence[Any] | None = None, ns: str | None = None
+) -> qm.Filter:
+    """The filter every store call carries: this user's live points (of ``kind``, among ``ids``,
+    in profile namespace ``ns``). Tombstoned memories are excluded from every read."""
     must: list[Any] = [qm.FieldCondition(key="user_id", match=qm.MatchValue(value=user_id))]
     if kind is not None:
         must.append(qm.FieldCondition(key="kind", match=qm.MatchValue(value=kind)))
     if ids is not None:
         must.append(qm.HasIdCondition(has_id=list(ids)))
-    return qm.Filter(must=must)
+    if ns is not None:
+        must.append(qm.FieldCondition(key="ns_key", match=qm.MatchValue(value=ns)))
+    return qm.Filter(must=must, must_not=[qm.FieldCondition(key="deleted", match=qm.MatchValue(value=True))])
 
 
 def ms_to_iso(ms: int) -> str:
@@ -114,6 +119,9 @@ def build_payload(user_id: str, namespace: str, op: MemoryOp, *, source: MemoryS
         "updated_at": ms_to_iso(now_ms),
         "updated_at_ms": now_ms,
         "version": op.version,
+        "ns": list(op.ns),
+        "ns_key": "/".join(op.ns),
+        "deleted": False,
         "source": source.model_dump(mode="json"),
     }
 
@@ -135,6 +143,7 @@ def record_from_point(user_id: str, point: qm.Record | qm.ScoredPoint) -> Memory
         created_at=p["created_at"].replace("Z", "+00:00"),
         updated_at=p["updated_at"].replace("Z", "+00:00"),
         version=p.get("version", 1),
+        ns=p.get("ns") or [],
         source=MemorySource.model_validate(p.get("source") or {}),
         score=getattr(point, "score", None),
     )
@@ -187,12 +196,20 @@ class MemoryStore:
 
     # -- reads
 
-    def search(self, user_id: str, query: str, *, kind: str | None = None, limit: int = 10) -> Records:
+    def search(
+        self, user_id: str, query: str, *, kind: str | None = None, limit: int = 10, ns: str | None = None
+    ) -> Records:
         """This user's memories closest to ``query``, best first."""
-        return self.search_vectors(user_id, self.embedder.embed([query]), kind=kind, limit_per_query=limit)
+        return self.search_vectors(user_id, self.embedder.embed([query]), kind=kind, limit_per_query=limit, ns=ns)
 
     def search_vectors(
-        self, user_id: str, vectors: Vectors, *, kind: str | None = None, limit_per_query: int = 10
+        self,
+        user_id: str,
+        vectors: Vectors,
+        *,
+        kind: str | None = None,
+        limit_per_query: int = 10,
+        ns: str | None = None,
     ) -> Records:
         """Several queries at once; results merged, de-duplicated by id (best score kept), best first."""
         check_id(user_id)
@@ -203,7 +220,7 @@ class MemoryStore:
         name = self._collection(user_id, create=False)
         if name is None:
             return []
-        flt = user_filter(user_id, kind=kind)
+        flt = user_filter(user_id, kind=kind, ns=ns)
         requests = [
             qm.QueryRequest(query=vector, filter=flt, limit=limit_per_query, with_payload=True) for vector in vectors
         ]
@@ -218,11 +235,21 @@ class MemoryStore:
                 best[record.id] = record
         return sorted(best.values(), key=lambda r: (-(r.score or 0.0), r.id))
 
-    def list(self, user_id: str, *, kind: str | None = None, limit: int = 1000) -> Records:
+    def list(self, user_id: str, *, kind: str | None = None, limit: int = 1000, ns: str | None = None) -> Records:
         """Up to ``limit`` of this user's memories, oldest first."""
         check_id(user_id)
-        records = list(self._scroll(user_id, user_filter(user_id, kind=kind), limit))
+        records = list(self._scroll(user_id, user_filter(user_id, kind=kind, ns=ns), limit))
         return sorted(records, key=lambda r: (r.created_at, r.id))
+
+    def list_vectors(self, user_id: str, *, limit: int = 1000) -> list[tuple[MemoryRecord, list[float]]]:
+        """Up to ``limit`` of this user's memories with their vectors (for consolidation)."""
+        check_id(user_id)
+        out: list[tuple[MemoryRecord, list[float]]] = []
+        for point in self._scroll_points(user_id, user_filter(user_id), limit, with_vectors=True):
+            record = record_from_point(user_id, point)
+            if record is not None and isinstance(point.vector, list):
+                out.append((record, [float(x) for x in point.vector]))
+        return out
 
     def get(self, user_id: str, ids: Sequence[str]) -> Records:
         """The memories among ``ids`` that belong to this user (others are silently absent)."""
@@ -263,7 +290,7 @@ class MemoryStore:
             assert name is not None
             try:
                 self._check_ownership(name, user_id, ops)
-                self._write(name, user_id, ops, points)
+                self._write(name, user_id, ops, points, now_ms)
                 return
             except _CollectionMissing:
                 self._known.discard(name)
@@ -285,7 +312,8 @@ class MemoryStore:
             per_user = len(parts) == 2
             if per_user and not name.endswith(suffix):
                 continue
-            flt = user_filter(user_id)
+            # tombstones included: forgetting a user removes everything
+            flt = qm.Filter(must=[qm.FieldCondition(key="user_id", match=qm.MatchValue(value=user_id))])
             with contextlib.suppress(_CollectionMissing):
                 mine = self._call(self.client.count, name, count_filter=flt).count
                 if mine:
@@ -356,7 +384,13 @@ class MemoryStore:
         if self.local:
             return
         tenant = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=shared)
-        for field, schema in (("user_id", tenant), ("kind", qm.PayloadSchemaType.KEYWORD)):
+        indexes: tuple[tuple[str, Any], ...] = (
+            ("user_id", tenant),
+            ("kind", qm.PayloadSchemaType.KEYWORD),
+            ("ns_key", qm.PayloadSchemaType.KEYWORD),  # profile namespace filter of retrieval
+            ("deleted", qm.PayloadSchemaType.BOOL),  # tombstones, excluded by every read
+        )
+        for field, schema in indexes:
             self._call(self.client.create_payload_index, name, field, field_schema=schema, wait=True)
 
     def _check_collection_dims(self, name: str) -> None:
@@ -370,6 +404,12 @@ class MemoryStore:
             raise ValueError(f"vector has {len(vector)} dims, {self.embedder.name} needs {self.embedder.dims}")
 
     def _scroll(self, user_id: str, flt: qm.Filter, limit: int) -> Iterator[MemoryRecord]:
+        for point in self._scroll_points(user_id, flt, limit):
+            record = record_from_point(user_id, point)
+            if record is not None:
+                yield record
+
+    def _scroll_points(self, user_id: str, flt: qm.Filter, limit: int, *, with_vectors: bool = False) -> Iterator[Any]:
         name = self._collection(user_id, create=False)
         if name is None or limit < 1:
             return
@@ -384,14 +424,14 @@ class MemoryStore:
                     limit=min(_SCROLL_PAGE, limit - seen),
                     offset=offset,
                     with_payload=True,
+                    with_vectors=with_vectors,
                 )
             except _CollectionMissing:
                 return
             for point in points:
-                record = record_from_point(user_id, point)
-                if record is not None:
+                if (point.payload or {}).get("user_id") == user_id:
                     seen += 1
-                    yield record
+                    yield point
             if offset is None or not points:
                 return
 
@@ -435,16 +475,25 @@ class MemoryStore:
             elif op.op == "update" and pid not in owned and pid not in inserted:
                 raise ForeignMemoryError(f"update of memory {op.id}: not one of this user's memories")
 
-    def _write(self, name: str, user_id: str, ops: Ops, points: dict[int, qm.PointStruct]) -> None:
-        """Upsert/delete in op order, batching consecutive ops of the same sort."""
-        for is_delete, group in itertools.groupby(enumerate(ops), key=lambda pair: pair[1].op == "delete"):
+    def _write(self, name: str, user_id: str, ops: Ops, points: dict[int, qm.PointStruct], now_ms: int) -> None:
+        """Upsert/delete/tombstone in op order, batching consecutive ops of the same sort."""
+
+        def sort(pair: tuple[int, MemoryOp]) -> str:
+            op = pair[1]
+            return "tombstone" if op.op == "delete" and op.tombstone else op.op if op.op == "delete" else "upsert"
+
+        for what, group in itertools.groupby(enumerate(ops), key=sort):
             batch = list(group)
-            if is_delete:
-                ids = list(dict.fromkeys(point_id(op.id) for _, op in batch))
-                selector = qm.FilterSelector(filter=user_filter(user_id, ids=ids))
-                self._call(self.client.delete, name, points_selector=selector, wait=True)
-            else:
+            if what == "upsert":
                 self._call(self.client.upsert, name, points=[points[i] for i, _ in batch], wait=True)
+                continue
+            ids = list(dict.fromkeys(point_id(op.id) for _, op in batch))
+            selector = qm.FilterSelector(filter=user_filter(user_id, ids=ids))
+            if what == "delete":
+                self._call(self.client.delete, name, points_selector=selector, wait=True)
+            else:  # a tombstone: the point stays (audit), hidden from every read by user_filter
+                marks = {"deleted": True, "deleted_at": ms_to_iso(now_ms), "deleted_at_ms": now_ms}
+                self._call(self.client.set_payload, name, payload=marks, points=selector, wait=True)
 
 
 def open_store(settings: Settings, *, embedder: Embedder | None = None) -> MemoryStore:

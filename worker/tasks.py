@@ -15,6 +15,8 @@ from worker.runtime import get_runtime
 
 log = structlog.get_logger("reverie.tasks")
 REFLECT = "reverie.reflect"
+CONSOLIDATE = "reverie.consolidate"
+OPTIMIZE_PROMPT = "reverie.optimize_prompt"
 
 
 def parse_reflect_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReflectArgs:
@@ -50,3 +52,33 @@ def register(app: Celery) -> None:
                 updated=result.updated,
             )
             return result.model_dump()
+
+    @app.task(name=CONSOLIDATE, bind=True, ignore_result=False)
+    def consolidate(self: Any, flush: bool | None = None, user_id: str | None = None) -> dict[str, Any]:
+        """Batch consolidation (Celery beat). Progress is task state PROGRESS with counts (Flower)."""
+        from schemas.ids import check_id
+        from worker.consolidation import consolidate_all, consolidate_user
+
+        runtime = get_runtime(settings)
+        if user_id is not None:
+            report = consolidate_user(runtime, check_id(user_id))
+            return {"users": 1, "busy": int(report.busy), "merged": report.merged, "expired": report.expired}
+
+        def progress(counts: dict[str, int]) -> None:
+            if self.request.id:  # not when called eagerly in-process
+                self.update_state(state="PROGRESS", meta=counts)
+
+        do_flush = settings.consolidate_flush if flush is None else bool(flush)
+        # end well inside task_time_limit (= lease_s); users not reached stay marked
+        budget_s = max(settings.lease_s * 0.8 - 10, 10)
+        return consolidate_all(runtime, flush=do_flush, progress=progress, time_budget_s=budget_s).counts()
+
+    @app.task(name=OPTIMIZE_PROMPT, bind=True, ignore_result=False)
+    def optimize(self: Any, key: str) -> dict[str, Any]:
+        """Procedural memory: improve the prompt of ``key`` from its recorded examples (ids only)."""
+        from dataclasses import asdict
+
+        from schemas.ids import check_id
+        from worker.procedural import optimize_prompt
+
+        return asdict(optimize_prompt(get_runtime(settings), check_id(key)))

@@ -19,6 +19,8 @@ class PlannedOp:
     data: dict[str, Any] = field(default_factory=dict)
     content: str = ""
     alias: int | None = None
+    kind: str | None = None
+    """Memory kind of an insert; ``None`` means the profile's kind (``episode`` for episodes)."""
 
 
 @dataclass(slots=True)

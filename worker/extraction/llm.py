@@ -120,6 +120,11 @@ class LLMExtractor:
             log.debug("llm cost unknown", model=self.model)
         return response
 
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], out: ExtractionOutput) -> Any:
+        """One chat completion with transport retries, counted into ``out`` (also used by the
+        consolidation merge and the prompt optimizer)."""
+        return self._complete(messages, tools, out)
+
     def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput:
         tools = tool_specs(self.profile)
         messages = build_messages(self.profile, turns, existing)

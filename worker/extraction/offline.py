@@ -4,7 +4,7 @@ embedding is nearly identical to an existing memory or to an earlier turn of the
 
 from __future__ import annotations
 
-from schemas.memory import MemoryRecord
+from schemas.memory import MemoryKind, MemoryRecord
 from schemas.messages import BufferedTurn
 from worker.embeddings import Embedder
 from worker.extraction.base import ExtractionOutput, PlannedOp
@@ -19,14 +19,16 @@ def _dot(a: list[float], b: list[float]) -> float:
 class OfflineExtractor:
     name = "offline-verbatim (not an LLM)"
 
-    def __init__(self, embedder: Embedder, *, similarity: float = 0.92) -> None:
+    def __init__(self, embedder: Embedder, *, similarity: float = 0.92, episodic: bool = False) -> None:
         self.embedder = embedder
         self.similarity = similarity
+        self.episodic = episodic
 
     def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput:
+        episode = [offline_episode(turns)] if self.episodic and turns else []
         texts = [t.content.strip() for t in turns if t.role == "user" and len(t.content.strip()) >= MIN_CHARS]
         if not texts:
-            return ExtractionOutput(ops=[])
+            return ExtractionOutput(ops=episode)
         known = self.embedder.embed([m.content for m in existing]) if existing else []
         ops = []
         for text, vec in zip(texts, self.embedder.embed(texts), strict=True):
@@ -34,4 +36,18 @@ class OfflineExtractor:
                 continue
             known.append(vec)
             ops.append(PlannedOp("insert", "Memory", {"content": text}, text))
-        return ExtractionOutput(ops=ops)
+        return ExtractionOutput(ops=ops + episode)
+
+
+def offline_episode(turns: list[BufferedTurn]) -> PlannedOp:
+    """A deterministic episode, labelled as such: counts plus the first and last user turn."""
+    users = [t.content.strip() for t in turns if t.role == "user" and t.content.strip()]
+    first = users[0][:200] if users else ""
+    last = users[-1][:200] if len(users) > 1 else ""
+    summary = f"[offline summary, not an LLM] {len(turns)} turns ({len(users)} from the user)."
+    if first:
+        summary += f" First user turn: {first!r}."
+    if last:
+        summary += f" Last user turn: {last!r}."
+    data = {"summary": summary, "outcome": "unknown (offline)"}
+    return PlannedOp("insert", "Episode", data, summary, kind=MemoryKind.EPISODE)

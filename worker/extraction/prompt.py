@@ -39,5 +39,6 @@ def build_messages(profile: Profile, turns: list[BufferedTurn], existing: list[M
         "New conversation turns:\n<conversation>\n"
         f"{render_turns(turns)}\n</conversation>\n\n"
         "Call the tools for every insert, update or delete needed, all in this one reply."
+        + (" Also call record_episode once to summarise this conversation." if profile.episodic else "")
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -15,10 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.memory import Episode, MemoryKind
 from worker.extraction.base import PlannedOp, render_content
 from worker.profiles import Profile
 
 DELETE_TOOL = "delete_memory"
+EPISODE_TOOL = "record_episode"
 
 
 def snake(name: str) -> str:
@@ -67,6 +69,9 @@ def tool_specs(profile: Profile) -> list[dict[str, Any]]:
             "required": ["memory_id"],
         }
         specs.append(_spec(DELETE_TOOL, "Delete an existing memory that is no longer true.", params))
+    if profile.episodic:
+        doc = "Record this conversation as an episode: what happened and its outcome. Call it once."
+        specs.append(_spec(EPISODE_TOOL, doc, _params(Episode, False)))
     return specs
 
 
@@ -90,7 +95,7 @@ def _alias(args: dict[str, Any], n_existing: int) -> int:
     text = str(raw).strip() if raw is not None else ""
     if not text.isdigit() or int(text) >= n_existing:
         valid = f"'0'..'{n_existing - 1}'" if n_existing else "none (there are no existing memories)"
-        raise ValueError(f"memory_id {text!r} is not one of the existing memories; valid: {valid}")
+        raise ValueError(f"memory_id {text[:40]!r} is not one of the existing memories; valid: {valid}")
     return int(text)
 
 
@@ -105,6 +110,10 @@ def judge(call: ToolCall, profile: Profile, n_existing: int) -> CallVerdict:
     try:
         if call.name == DELETE_TOOL and profile.enable_deletes:
             return CallVerdict(call, PlannedOp("delete", alias=_alias(args, n_existing)), None)
+        if call.name == EPISODE_TOOL and profile.episodic:
+            data = Episode.model_validate(args).model_dump(mode="json")
+            content = f"{data['summary']} (outcome: {data['outcome']})" if data["outcome"] else data["summary"]
+            return CallVerdict(call, PlannedOp("insert", "Episode", data, content, kind=MemoryKind.EPISODE), None)
         kind = _schemas_by_tool(profile).get(call.name)
         if kind is None:
             return CallVerdict(call, None, f"unknown or disabled tool {call.name!r}")
