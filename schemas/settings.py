@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     dispatch_batch: int = Field(default=256, ge=1, le=10000, description="Threads claimed per dispatcher pass.")
     dispatcher_in_worker: bool = Field(default=True, description="Run a dispatcher thread in each worker.")
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus exporter port of each worker; 0 turns it off."
+    )
     data_dir: Path = Field(default=Path(".reverie"), description="Embedded Redis/Qdrant data folder.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
