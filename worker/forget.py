@@ -65,10 +65,10 @@ def _members_of(client: redis.Redis, key: str, user_id: str, *, hash_: bool) -> 
     return out
 
 
-def _celery_results(client: redis.Redis, keys: Keys, user_id: str) -> list[str]:
+def _celery_results(client: redis.Redis, celery_prefix: str, user_id: str) -> list[str]:
     """Result summaries of this user's reflections (checked by content: ids may share a stem)."""
     out = []
-    pattern = f"{keys.celery_prefix()}celery-task-meta-reflect-{user_id}-*"
+    pattern = f"{celery_prefix}celery-task-meta-reflect-{user_id}-*"
     for raw in client.scan_iter(match=pattern, count=SCAN_COUNT):
         value = client.get(raw)
         try:
@@ -92,8 +92,11 @@ def _take_lease(runtime: Runtime, user_id: str, wait_s: float) -> int:
         time.sleep(0.1)
 
 
-def forget_user(runtime: Runtime, user_id: str, *, lease_wait_s: float = LEASE_WAIT_S) -> dict[str, int]:
-    """Remove everything Reverie holds about ``user_id``; returns counts by what was removed."""
+def forget_user(
+    runtime: Runtime, user_id: str, *, lease_wait_s: float = LEASE_WAIT_S, celery_prefix: str | None = None
+) -> dict[str, int]:
+    """Remove everything Reverie holds about ``user_id``; returns counts by what was removed.
+    ``celery_prefix`` defaults to the one ``create_app`` derives from the same key prefix."""
     check_id(user_id)
     client, keys = runtime.redis, runtime.coordinator.keys
     _take_lease(runtime, user_id, lease_wait_s)
@@ -101,7 +104,7 @@ def forget_user(runtime: Runtime, user_id: str, *, lease_wait_s: float = LEASE_W
     due = _members_of(client, keys.due_ss, user_id, hash_=False)
     inflight = _members_of(client, keys.inflight_ss, user_id, hash_=False)
     dead = _members_of(client, keys.dlq, user_id, hash_=True)
-    results = _celery_results(client, keys, user_id)
+    results = _celery_results(client, celery_prefix or keys.celery_prefix(), user_id)
     pipe = client.pipeline(transaction=False)
     for key in per_thread["buf"]:
         pipe.llen(key)
@@ -114,10 +117,10 @@ def forget_user(runtime: Runtime, user_id: str, *, lease_wait_s: float = LEASE_W
         pipe.zrem(keys.inflight_ss, *inflight)
     if dead:
         pipe.hdel(keys.dlq, *dead)
-    all_keys = [k for group in per_thread.values() for k in group] + results
-    all_keys += [keys.user_threads(user_id), keys.fence(user_id), keys.lease(user_id)]
-    pipe.delete(*all_keys)
-    deleted_keys = int(pipe.execute()[-1])
+    data_keys = [k for group in per_thread.values() for k in group] + results + [keys.user_threads(user_id)]
+    pipe.delete(*data_keys)
+    pipe.delete(keys.fence(user_id), keys.lease(user_id))  # ours now; not counted
+    deleted_keys = int(pipe.execute()[-2])
     memories = runtime.store.delete_user(user_id)
     return {
         "memories": memories,
