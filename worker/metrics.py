@@ -32,7 +32,7 @@ REFLECTION_SECONDS = Histogram(
     registry=LOCAL,
 )
 DISPATCH_LAG_SECONDS = Histogram(
-    "reverie_dispatch_lag_seconds",
+    "reverie_process_dispatch_lag_seconds",
     "Time from a thread's due time to its claim by this process's dispatcher.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=LOCAL,
@@ -111,8 +111,8 @@ class RedisCollector(Collector):
             "reverie_llm_cost_usd", "LLM cost (litellm's price table).", value=s.get("cost_microusd", 0.0) / 1e6
         )
         yield CounterMetricFamily(
-            "reverie_dispatch_lag_seconds_sum_all",
-            "Sum of dispatch lags over all dispatchers (divide by reverie_dispatched_total).",
+            "reverie_dispatch_lag_seconds",
+            "Sum of dispatch lags (due time to claim) over all dispatchers; rate() / rate(dispatched).",
             value=s.get("dispatch_lag_ms", 0.0) / 1000,
         )
         yield GaugeMetricFamily("reverie_due_threads", "Threads waiting for their due time.", value=s["due_threads"])
