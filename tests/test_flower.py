@@ -128,6 +128,9 @@ def test_flower_shows_workers_and_reflections_by_outcome(flower, make_system, sc
     status, superseded_only = _get(f"{flower}/api/tasks?state=SUPERSEDED&limit=1000")
     assert status == 200 and stale.id in superseded_only
 
+    with urllib.request.urlopen(f"{flower}/healthcheck", timeout=10) as response:  # container healthcheck: no auth
+        assert response.status == 200 and response.read() == b"OK"
+
     status, workers = _get(f"{flower}/api/workers?refresh=1")
     assert status == 200 and isinstance(workers, dict) and workers, workers
     system.redis.delete(system.runtime.coordinator.keys.due_ss)

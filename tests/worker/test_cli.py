@@ -76,6 +76,7 @@ def test_submit_then_pending_and_stats_show_the_waiting_thread(run, prefix) -> N
         (("search", "", "q"), "user"),
         (("forget", "u{1}", "-y"), "user"),
         (("dlq", "show", "u", "t t"), "thread"),
+        (("memories", "u", "--kind", "a b"), "--kind"),
     ],
 )
 def test_bad_ids_get_one_clear_line_and_exit_2(run, args, field) -> None:
@@ -258,3 +259,33 @@ def test_process_commands_are_registered_with_celery_wrappers() -> None:
     for name in ("worker", "beat", "flower"):
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and f"celery -A worker.app {name}" in " ".join(result.stdout.split())
+
+
+def test_beat_runs_on_redbeat_with_its_lock_under_our_prefix(redis_url, prefix, redis_client) -> None:
+    """`reverie beat` as a real process takes RedBeat's lock in Redis under the key prefix and
+    releases it on Ctrl-C."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")}
+    env |= {"REVERIE_REDIS_URL": redis_url, "REVERIE_KEY_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "beat"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lock = f"{prefix}:redbeat::lock"
+    try:
+        deadline = time.monotonic() + 60
+        while not redis_client.exists(lock):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "beat never took its lock"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert "redbeat.schedulers.RedBeatScheduler" in output
+    assert not redis_client.exists(lock)

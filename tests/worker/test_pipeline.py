@@ -134,6 +134,7 @@ def test_superseded_job_never_calls_the_llm(make_system, scripted) -> None:
     assert summary["llm_calls"] == 0
     assert scripted.chat_calls == 0
     assert system.redis.llen(system.runtime.coordinator.keys.buffer(user, "t")) == 2
+    system.redis.delete(system.runtime.coordinator.keys.due_ss)  # not due for 30 s: spare the idle wait
 
 
 def test_reflections_of_one_user_never_interleave(make_system, scripted) -> None:

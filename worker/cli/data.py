@@ -62,6 +62,8 @@ def search(
 ) -> None:
     """Search one user's memories (the chat server's hot path)."""
     check_id("user", user)
+    if kind is not None:
+        check_id("--kind", kind)
     hits = runtime().store.search(user, query, kind=kind, limit=limit)
     _records(hits, as_json, title=f"search {user}")
 
@@ -75,6 +77,8 @@ def memories(
 ) -> None:
     """List one user's memories."""
     check_id("user", user)
+    if kind is not None:
+        check_id("--kind", kind)
     _records(runtime().store.list(user, kind=kind, limit=limit), as_json, title=f"memories of {user}")
 
 
