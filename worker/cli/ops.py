@@ -72,7 +72,10 @@ def collect_stats(coord: Any) -> dict[str, Any]:
     from worker.metrics import RedisCollector
 
     s = RedisCollector(coord).snapshot()
-    n = lambda k: int(s.get(k, 0))  # noqa: E731
+
+    def n(key: str) -> int:
+        return int(s.get(key, 0))
+
     dispatched = n("dispatched")
     return {
         "enqueued_turns": n("enqueued_turns"),
