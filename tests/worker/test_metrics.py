@@ -95,3 +95,55 @@ def test_worker_starts_the_exporter_only_when_a_port_is_set(redis_url) -> None:
     on = create_app(Settings(redis_url=SecretStr(redis_url), metrics_port=9808))
     assert MetricsStep not in off.steps["worker"]
     assert MetricsStep in on.steps["worker"]
+
+
+def test_a_real_worker_process_reflects_and_serves_metrics(redis_url, prefix, producer, redis_client, tmp_path) -> None:
+    """`reverie worker` as its own process (dispatcher inside, offline extractor) commits a
+    reflection and serves Prometheus metrics on REVERIE_METRICS_PORT."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")}
+    env |= {
+        "REVERIE_REDIS_URL": redis_url,
+        "REVERIE_KEY_PREFIX": prefix,
+        "REVERIE_QDRANT_PATH": str(tmp_path / "q"),
+        "REVERIE_METRICS_PORT": str(port),
+        "REVERIE_DISPATCH_INTERVAL_S": "0.05",
+        "REVERIE_LOG_LEVEL": "WARNING",
+    }
+    root = Path(__file__).resolve().parents[2]
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "2", "--loglevel", "WARNING"],
+        env=env,
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    stats_key = f"{prefix}:stats"
+    try:
+        producer.submit(uid("u"), "t", [{"role": "user", "content": "I like green tea"}], after_seconds=0)
+        deadline = time.monotonic() + 60
+        while redis_client.hget(stats_key, "committed") is None:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no commit from the worker process"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            m = _samples(response.read().decode())
+        assert m[("reverie_reflections_total", (("outcome", "committed"),))] == 1
+        assert m[("reverie_reflection_duration_seconds_count", (("outcome", "committed"),))] == 1
+        assert m[("reverie_process_dispatch_lag_seconds_count", ())] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
