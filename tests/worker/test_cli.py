@@ -289,3 +289,12 @@ def test_beat_runs_on_redbeat_with_its_lock_under_our_prefix(redis_url, prefix, 
         output, _ = proc.communicate(timeout=30)
     assert "redbeat.schedulers.RedBeatScheduler" in output
     assert not redis_client.exists(lock)
+
+
+def test_forget_refuses_while_a_reflection_of_the_user_runs(run, coord) -> None:
+    """A held user lease means a reflection is mid-flight: forget waits, then says so (exit 1)."""
+    user = uid("busy")
+    assert coord.acquire_lease(user, 60_000) > 0
+    result = run("forget", user, "--yes", "--wait", "0.2")
+    assert result.exit_code == 1 and "still running" in result.stderr
+    coord.r.delete(coord.keys.lease(user), coord.keys.fence(user))

@@ -98,6 +98,9 @@ def _score(value: float | None) -> str:
 def forget(
     user: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wait: Annotated[
+        float, typer.Option(min=0, max=3600, help="Seconds to wait for a running reflection of the user.")
+    ] = 30.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Forget a user everywhere: memories, buffers, journals, queue entries, dead letters, results."""
@@ -107,7 +110,7 @@ def forget(
     if not yes and not typer.confirm(f"Forget everything about user {user}?", default=False, err=True):
         fail("aborted", code=1)
     try:
-        counts = forget_user(runtime(), user)
+        counts = forget_user(runtime(), user, lease_wait_s=wait)
     except UserBusy as e:
         fail(str(e), code=1)
     if as_json:
