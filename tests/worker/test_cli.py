@@ -298,3 +298,10 @@ def test_forget_refuses_while_a_reflection_of_the_user_runs(run, coord) -> None:
     result = run("forget", user, "--yes", "--wait", "0.2")
     assert result.exit_code == 1 and "still running" in result.stderr
     coord.r.delete(coord.keys.lease(user), coord.keys.fence(user))
+
+
+def test_submit_with_redis_down_fails_with_exit_1(run) -> None:
+    """The CLI's producer raises instead of dropping: the operator must know the turn is not in."""
+    result = run("submit", "u", "t", "hello", REVERIE_REDIS_URL="redis://127.0.0.1:1/0")
+    assert result.exit_code == 1 and result.stderr.startswith("error:")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -42,8 +42,10 @@ def submit(
     try:
         with Producer(cfg) as producer:
             receipt = producer.submit(user, thread, [message], after_seconds=after)
-    except (InvalidSubmission, ProducerUnavailable, ConnectionError) as e:
+    except InvalidSubmission as e:
         fail(str(e))
+    except (ProducerUnavailable, ConnectionError) as e:
+        fail(str(e), code=1)
     if as_json:
         print_json(receipt.model_dump(mode="json"))
     else:
