@@ -28,14 +28,18 @@ class Settings(BaseSettings):
     )
     broker_url: SecretStr | None = Field(default=None, description="Celery broker; defaults to redis_url.")
     key_prefix: str = Field(default="reverie", description="Prefix of every Reverie Redis key (and Celery's).")
-    redis_timeout_s: float = Field(default=0.25, gt=0, le=30, description="Producer socket timeout.")
+    redis_timeout_s: float = Field(
+        default=0.25, gt=0, le=30, description="Producer socket timeout: a submit never blocks longer."
+    )
     on_unavailable: Literal["drop", "raise"] = Field(
         default="drop", description="Producer policy when Redis is unreachable: log and drop, or raise."
     )
 
     # Debounce
     after_seconds: float = Field(default=30.0, ge=0, le=86400, description="Quiet period before reflecting.")
-    max_wait_s: float = Field(default=600.0, gt=0, le=7 * 86400, description="Cap from first unreflected turn.")
+    max_wait_s: float = Field(
+        default=600.0, gt=0, le=7 * 86400, description="Reflect at most this long after the first unreflected turn."
+    )
 
     # Qdrant
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset means local mode.")
@@ -52,7 +56,7 @@ class Settings(BaseSettings):
     )
     llm_api_base: str | None = Field(default=None, description="OpenAI-compatible base URL override.")
     llm_api_key: SecretStr | None = Field(default=None, description="API key for the model (else provider env vars).")
-    llm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="Per LLM call.")
+    llm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="Timeout of one LLM call.")
     llm_max_retries: int = Field(default=3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
     validation_retries: int = Field(default=2, ge=0, le=5, description="Times invalid tool args go back to the LLM.")
     enable_deletes: bool = Field(default=False, description="Let the LLM delete memories (LangMem default: off).")
@@ -85,7 +89,8 @@ class Settings(BaseSettings):
 
     # Worker
     overlap_policy: Literal["rollback", "finish"] = Field(
-        default="rollback", description="Turn arrives mid-reflection."
+        default="rollback",
+        description="A turn arrives mid-reflection: commit nothing and redo, or commit the snapshot.",
     )
     lease_s: float = Field(default=300.0, gt=1, le=3600, description="Per-user lease TTL (fenced).")
     inflight_timeout_s: float = Field(default=600.0, gt=1, le=86400, description="Requeue a claimed thread after this.")
@@ -94,8 +99,13 @@ class Settings(BaseSettings):
     dispatch_batch: int = Field(default=256, ge=1, le=10000, description="Threads claimed per dispatcher pass.")
     dispatcher_in_worker: bool = Field(default=True, description="Run a dispatcher thread in each worker.")
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus exporter port of each worker; 0 turns it off."
+    )
     data_dir: Path = Field(default=Path(".reverie"), description="Embedded Redis/Qdrant data folder.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="structlog level; JSON lines when stderr is not a TTY, ids only."
+    )
 
     @field_validator("key_prefix", "namespace")
     @classmethod

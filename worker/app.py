@@ -61,6 +61,13 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         task_routes={REFLECT: {"queue": "reverie"}},
+        # `celery beat` keeps its schedule and lock in Redis (celery-redbeat), not in a local
+        # shelve file: any number of beat processes can run, one holds the lock and the rest
+        # stand by. Its keys live under ours. Schedule entries are added by their features.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=url,
+        redbeat_key_prefix=f"{settings.key_prefix}:redbeat:",
+        redbeat_lock_timeout=300,
     )
     register(app)
     if settings.consolidate_interval_s > 0:  # run by celery-redbeat: several beat instances are safe
@@ -70,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         }
     if settings.dispatcher_in_worker:
         app.steps["worker"].add(DispatcherStep)
+    if settings.metrics_port:
+        app.steps["worker"].add(MetricsStep)
     return app
 
 
@@ -116,6 +125,26 @@ class DispatcherStep(bootsteps.StartStopStep):
     def stop(self, parent: Any) -> None:
         if self.thread is not None:
             self.thread.stop()
+
+
+class MetricsStep(bootsteps.StartStopStep):
+    """Serves Prometheus metrics on ``REVERIE_METRICS_PORT``: fleet-wide counters read from
+    Redis and this process's histograms (see ``worker.metrics``)."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.server: Any = None
+
+    def start(self, parent: Any) -> None:
+        from worker.metrics import build_registry, serve
+
+        settings: Settings = parent.app.reverie_settings
+        self.server = serve(build_registry(get_runtime(settings).coordinator), settings.metrics_port)
+
+    def stop(self, parent: Any) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
 
 
 def __getattr__(name: str) -> Any:

@@ -228,6 +228,29 @@ class Coordinator:
             )
         )
 
+    def drop_dead(self, user_id: str, thread_id: str) -> int | None:
+        """Discard a dead letter with the thread's buffered turns, journal and state (the message
+        id set stays, so a chat server retrying those turns does not bring them back). Returns
+        how many turns were discarded, or None if there was no dead letter. Turns submitted
+        after the thread was dead-lettered are in the same buffer and are discarded too."""
+        m = member(user_id, thread_id)
+        buf = self.keys.buffer(user_id, thread_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.keys.dlq, buf)
+                if not pipe.hexists(self.keys.dlq, m):
+                    return None
+                turns = int(pipe.llen(buf))
+                pipe.multi()
+                pipe.hdel(self.keys.dlq, m)
+                pipe.zrem(self.keys.due_ss, m)
+                pipe.delete(buf, self.keys.journal(user_id, thread_id), self.keys.thread(user_id, thread_id))
+                pipe.hincrby(self.keys.stats, "dead_dropped", 1)
+                pipe.execute()
+            except redis.WatchError:
+                return self.drop_dead(user_id, thread_id)  # a turn arrived meanwhile: count again
+        return turns
+
     def journal_raw(self, user_id: str, thread_id: str) -> str | None:
         raw = self.r.get(self.keys.journal(user_id, thread_id))
         return None if raw is None else _s(raw)

@@ -17,6 +17,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from worker.coordination import Claimed, Coordinator
+from worker.metrics import observe_dispatch_lag
 
 log = structlog.get_logger("reverie.dispatcher")
 SEND_FAILURE_DELAY_MS = 1000
@@ -52,7 +53,11 @@ class Dispatcher:
                 log.warning("requeued lost reflections", count=lost)
         members, next_ms = self.coordinator.due_candidates(self.batch)
         sent = 0
-        for claim in self.coordinator.claim(members, self.inflight_ms):
+        claims = self.coordinator.claim(members, self.inflight_ms)
+        if claims:  # fleet-wide lag for `reverie stats` and metrics: sum here, count is `dispatched`
+            self.coordinator.incr_stats(dispatch_lag_ms=sum(max(c.lag_ms, 0) for c in claims))
+        for claim in claims:
+            observe_dispatch_lag(claim.lag_ms)
             if self.on_claim:
                 self.on_claim(claim)
             try:

@@ -38,6 +38,12 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def _current_stderr(*_: Any) -> structlog.PrintLogger:
+    """Resolve ``sys.stderr`` at log time, not at configure time: a CLI runner or pytest may
+    swap (and close) the stream it had when ``configure`` ran."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     """JSON lines when stderr is not a TTY (or ``json=True``), coloured console otherwise."""
     use_json = (not sys.stderr.isatty()) if json is None else json
@@ -53,7 +59,7 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_current_stderr,
         cache_logger_on_first_use=False,
     )
 

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
 from celery import Celery
+from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from producer.core import describe_errors
 from schemas.reflection import ReflectArgs
 from worker.errors import InvalidTaskArguments
+from worker.metrics import observe_reflection
 from worker.runtime import get_runtime
 
 log = structlog.get_logger("reverie.tasks")
 REFLECT = "reverie.reflect"
 CONSOLIDATE = "reverie.consolidate"
 OPTIMIZE_PROMPT = "reverie.optimize_prompt"
+
+CUSTOM_STATES = {"superseded": "SUPERSEDED", "rolled_back": "ROLLED_BACK", "deferred": "DEFERRED"}
+"""Outcomes that did no work. They end in their own Celery state instead of SUCCESS, so Flower
+(state column, ``/api/tasks?state=SUPERSEDED``) and the result backend tell them apart from
+commits: the task stores the state with the summary as its meta, sends a ``task-<outcome>``
+event (Flower turns an unknown event type into that state) and raises ``Ignore`` so that no
+``task-succeeded`` event overrides it; the message is still acknowledged. Trade-off: these
+states are not in ``celery.states.READY_STATES``, so ``AsyncResult.get()`` would wait forever
+on them; read ``AsyncResult.state``/``.info`` instead (nothing in Reverie waits on results)."""
 
 
 def parse_reflect_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReflectArgs:
@@ -44,14 +56,26 @@ def register(app: Celery) -> None:
             generation=parsed.generation,
             task_id=self.request.id,
         ):
-            result = get_runtime(settings).reflector.run(parsed)
+            started = time.monotonic()
+            try:
+                result = get_runtime(settings).reflector.run(parsed)
+            except Exception:
+                observe_reflection("failed", started)
+                raise
+            observe_reflection(result.outcome, started)
             log.info(
                 "reflection finished",
                 outcome=result.outcome,
                 inserted=result.inserted,
                 updated=result.updated,
             )
-            return result.model_dump()
+            summary = result.model_dump()
+            state = CUSTOM_STATES.get(result.outcome)
+            if state is not None and self.request.id and not self.request.is_eager:
+                self.update_state(state=state, meta=summary)
+                self.send_event(f"task-{result.outcome}", result=summary)
+                raise Ignore()
+            return summary
 
     @app.task(name=CONSOLIDATE, bind=True, ignore_result=False)
     def consolidate(self: Any, flush: bool | None = None, user_id: str | None = None) -> dict[str, Any]:

@@ -127,11 +127,14 @@ def test_superseded_job_never_calls_the_llm(make_system, scripted) -> None:
     system.producer.submit(user, "t", [{"role": "user", "content": "one"}])
     system.producer.submit(user, "t", [{"role": "user", "content": "two"}])  # generation 2, due in 30 s
     result = system.app.send_task(REFLECT, kwargs={"user_id": user, "thread_id": "t", "generation": 1})
-    summary = result.get(timeout=15)
+    # superseded ends in its own state (shown by Flower), not SUCCESS: poll it instead of get()
+    system.wait_for(lambda: result.state == "SUPERSEDED", timeout_s=15, what="SUPERSEDED state")
+    summary = result.info
     assert summary["outcome"] == "superseded"
     assert summary["llm_calls"] == 0
     assert scripted.chat_calls == 0
     assert system.redis.llen(system.runtime.coordinator.keys.buffer(user, "t")) == 2
+    system.redis.delete(system.runtime.coordinator.keys.due_ss)  # not due for 30 s: spare the idle wait
 
 
 def test_reflections_of_one_user_never_interleave(make_system, scripted) -> None:

@@ -1,0 +1,1 @@
+"""Example chat server that uses Reverie: ``uvicorn examples.chat_server.app:app``."""
