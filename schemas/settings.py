@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     @field_validator("key_prefix", "namespace")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError("must be 1-63 letters, digits, '_' or '-', starting with a letter or digit")
         return value
 

@@ -28,6 +28,7 @@ from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
 from tests.support.scripted_llm import ScriptedLLM
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 PERSISTENT_OK = ("stats",)
 """Keys allowed to outlive a test without a TTL (counters)."""
 
@@ -56,6 +57,11 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
+
+
+def keys_under(client: redis.Redis, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (for "nothing was written" checks)."""
+    return sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=1000))
 
 
 def leaked_keys(client: redis.Redis, prefix: str) -> list[str]:
