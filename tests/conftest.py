@@ -194,7 +194,7 @@ def make_system(
 
     started: list[tuple[System, DispatcherThread]] = []
 
-    def make(**overrides: Any) -> System:
+    def make(*, start_dispatcher: bool = True, **overrides: Any) -> System:
         assert not started, "one system per test"
         base: dict[str, Any] = {
             "redis_url": SecretStr(redis_url),
@@ -231,7 +231,9 @@ def make_system(
         # the session worker's dispatcher settings come from this test's runtime
         dispatcher = make_dispatcher(celery_app, interval_s=settings.dispatch_interval_s)
         dispatcher.coordinator = runtime.coordinator
-        thread = DispatcherThread(dispatcher).start()
+        thread = DispatcherThread(dispatcher)
+        if start_dispatcher:  # tests of dispatcher crashes run their own
+            thread.start()
         started.append((system, thread))
         return system
 
@@ -241,7 +243,8 @@ def make_system(
     for system, thread in started:
         with contextlib.suppress(AssertionError):  # best effort; a busy test already failed
             system.wait_for(system.idle, 15.0, "idle before teardown")
-        thread.stop()
+        if thread.thread.ident is not None:
+            thread.stop()
         time.sleep(0.1)
         _install(None)
         system.producer.close()
