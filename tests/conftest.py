@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from producer import AsyncProducer, Producer, ProducerConfig
 from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
+from tests.support.procs import WorkerProcess, Zygote
 from tests.support.scripted_llm import ScriptedLLM
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
@@ -249,3 +250,29 @@ def make_system(
         _install(None)
         system.producer.close()
         system.runtime.close()
+
+
+# -- worker processes (fault and soak tests) --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    """One preloaded process per session that forks the worker processes."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
+@pytest.fixture
+def spawn(zygote: Zygote, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker processes; any still running at the end is stopped (SIGKILL if stuck)."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], **kwargs: Any) -> WorkerProcess:
+        proc = WorkerProcess(zygote, env, tmp_path / f"worker{len(started)}.log", **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(10)

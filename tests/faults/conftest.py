@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.procs import WorkerProcess, Zygote, settings_env
+from tests.support.procs import settings_env
 from tests.support.scripted_llm import ScriptedLLM
 
 
@@ -30,26 +28,3 @@ def worker_env(redis_url: str, prefix: str, tmp_path: Path, scripted: ScriptedLL
         llm_timeout_s=10,
         log_level="WARNING",
     )
-
-
-@pytest.fixture(scope="session")
-def zygote() -> Iterator[Zygote]:
-    """One preloaded process per session that forks the worker processes."""
-    z = Zygote()
-    yield z
-    z.close()
-
-
-@pytest.fixture
-def spawn(zygote: Zygote, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start worker processes; any still running at the end is stopped (SIGKILL if stuck)."""
-    started: list[WorkerProcess] = []
-
-    def start(env: dict[str, str], **kwargs: Any) -> WorkerProcess:
-        proc = WorkerProcess(zygote, env, tmp_path / f"worker{len(started)}.log", **kwargs)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop(10)
