@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     broker_url: SecretStr | None = Field(default=None, description="Celery broker; defaults to redis_url.")
     key_prefix: str = Field(default="reverie", description="Prefix of every Reverie Redis key (and Celery's).")
     redis_timeout_s: float = Field(default=0.25, gt=0, le=30, description="Producer socket timeout.")
-    on_unavailable: Literal["drop", "raise"] = Field(
-        default="drop", description="Producer policy when Redis is unreachable: log and drop, or raise."
+    on_unavailable: Literal["drop", "raise", "spool"] = Field(
+        default="drop", description="Producer policy when Redis is unreachable: drop, raise, or spool in memory."
     )
 
     # Debounce

@@ -118,3 +118,45 @@ def test_redis_restart_under_load_loses_no_accepted_turn(aof_redis, spawn, scrip
             assert sorted(m.content for m in store.list("u-" + thread)) == expected, "each turn exactly once"
     finally:
         store.close()
+
+
+def test_spool_policy_delivers_spooled_turns_in_order_when_redis_returns(aof_redis) -> None:
+    """Policy ``spool``: while Redis is down submits return "spooled" (bounded by spool_max,
+    then "dropped"); once it is back the spool is sent first, so the thread's buffer holds every
+    turn in submission order."""
+    import json
+
+    import redis
+
+    from producer import Producer
+
+    config = ProducerConfig(
+        redis_url=aof_redis.url(), key_prefix="spool", on_unavailable="spool", spool_max=3, timeout_s=0.25
+    )
+
+    def turn(i: int) -> dict[str, str]:
+        return {"role": "user", "content": f"turn {i}", "id": f"m{i}"}
+
+    async def scenario() -> list[str]:
+        async with AsyncProducer(config) as producer:
+            assert (await producer.submit("alice", "t", [turn(0)])).status == "accepted"
+            aof_redis.server.terminate()
+            statuses = [(await producer.submit("alice", "t", [turn(i)])).status for i in (1, 2, 3, 4)]
+            assert producer.spooled == 3
+            await asyncio.to_thread(aof_redis.start)
+            assert (await producer.submit("alice", "t", [turn(5)])).status == "accepted"
+            assert producer.spooled == 0
+            return statuses
+
+    assert asyncio.run(scenario()) == ["spooled", "spooled", "spooled", "dropped"]
+    with Producer(config) as producer:  # the sync twin, flushed explicitly
+        aof_redis.server.terminate()
+        assert producer.submit("alice", "t", [turn(6)]).status == "spooled"
+        aof_redis.start()
+        assert producer.flush() == 1
+    client = redis.Redis.from_url(aof_redis.url())
+    try:
+        buffered = [json.loads(raw)["content"] for raw in client.lrange("spool:buf:alice:t", 0, -1)]
+    finally:
+        client.close()
+    assert buffered == ["turn 0", "turn 1", "turn 2", "turn 3", "turn 5", "turn 6"]
