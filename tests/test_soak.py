@@ -60,6 +60,7 @@ async def produce(config: ProducerConfig, statuses: Counter[str]) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(max(120, 60 + THREADS // 2))
 def test_soak_every_thread_reflected_once(spawn, scripted, redis_url, redis_client, prefix, tmp_path) -> None:
     """THREADS threads × 5 turns: one reflection each, exact memory counts, Redis back to baseline."""
     scripted.set_responder(insert_each_user_turn)
