@@ -181,6 +181,13 @@ class System:
         keys = self.runtime.coordinator.keys
         return self.redis.zcard(keys.due_ss) == 0 and self.redis.zcard(keys.inflight_ss) == 0
 
+    def quiet(self) -> bool:
+        """Nothing in flight and nothing due in the next 2 s (threads due later will not run
+        before teardown anyway, so waiting for them only wastes time)."""
+        keys = self.runtime.coordinator.keys
+        soon_ms = (time.time() + 2.0) * 1000
+        return self.redis.zcard(keys.inflight_ss) == 0 and self.redis.zcount(keys.due_ss, "-inf", soon_ms) == 0
+
     def wait_idle(self, timeout_s: float = 20.0) -> None:
         self.wait_for(self.idle, timeout_s, "no due or in-flight threads")
 
@@ -243,7 +250,7 @@ def make_system(
 
     for system, thread in started:
         with contextlib.suppress(AssertionError):  # best effort; a busy test already failed
-            system.wait_for(system.idle, 15.0, "idle before teardown")
+            system.wait_for(system.quiet, 15.0, "idle before teardown")
         if thread.thread.ident is not None:
             thread.stop()
         time.sleep(0.1)
