@@ -49,7 +49,7 @@ async def _load(producer: AsyncProducer, stop_at: float, log: list[tuple[str, st
 def test_redis_restart_under_load_loses_no_accepted_turn(aof_redis, spawn, scripted, tmp_path) -> None:
     """Submits keep coming while Redis is SIGKILLed and restarted from its AOF: accepted turns
     survive; during the outage submits return "dropped" within the timeout (policy ``drop``);
-    the chat server's retry of dropped turns (same message ids) is accepted once Redis is back;
+    the chat server's retry of dropped turns (same message ids) lands once Redis is back;
     the worker process reconnects and reflects every turn exactly once."""
     scripted.set_responder(insert_each_user_turn)
     prefix = "aof"
@@ -84,7 +84,8 @@ def test_redis_restart_under_load_loses_no_accepted_turn(aof_redis, spawn, scrip
                     n = mid.rsplit("-m", 1)[1]
                     msg = {"role": "user", "content": f"{thread} turn {n}", "id": mid}
                     receipt = await producer.submit("u-" + thread, thread, [msg])
-                    assert receipt.status == "accepted"
+                    # "duplicate": the submit had reached Redis but its reply timed out
+                    assert receipt.status in ("accepted", "duplicate")
 
     asyncio.run(scenario())
     statuses = [s for _, _, s, _ in log]

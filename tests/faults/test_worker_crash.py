@@ -57,21 +57,24 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
         proc = spawn(worker_env)
         target["proc"] = proc
         assert proc.wait(90) == KILLED and killed_in_llm.is_set()
-        assert scripted.chat_calls == 1
+        # (more than one call only if the machine stalled a worker past its 2 s lease, so
+        # that a second reflection took over; the fence then keeps one of them from committing)
+        assert scripted.chat_calls >= 1
 
         # 3. after the commit plan is journaled, before Qdrant is written
         assert spawn(worker_env | {CRASH_ENV: "after_journal"}).wait(90) == KILLED
-        assert scripted.chat_calls == 2
         assert redis_client.exists(keys.journal(user, "t"))
+        calls = scripted.chat_calls
 
         # 4. after the Qdrant write, before the buffer is trimmed (replaying the journal: no LLM call)
         assert spawn(worker_env | {CRASH_ENV: "after_qdrant_write"}).wait(90) == KILLED
-        assert scripted.chat_calls == 2
+        assert scripted.chat_calls == calls
         assert redis_client.llen(keys.buffer(user, "t")) == 3, "turns must stay until the commit ends"
 
         # 5. a healthy worker finishes the journaled commit, then reflects new turns normally
         healthy = spawn(worker_env)
         wait_until(lambda: not redis_client.exists(keys.journal(user, "t")), 60, "journal replayed")
+        assert scripted.chat_calls == calls
         producer.submit(user, "t", [{"role": "user", "content": "one more fact", "id": "m3"}])
         wait_until(
             lambda: redis_client.llen(keys.buffer(user, "t")) == 0
@@ -82,7 +85,7 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
         )
         assert healthy.stop() == 0, healthy.log()
 
-    assert scripted.chat_calls == 3
+    assert scripted.chat_calls > calls
     assert not redis_client.exists(keys.lease(user)), "no stuck lease"
     assert redis_client.hlen(keys.dlq) == 0
     assert leaked_keys(redis_client, prefix) == []
