@@ -87,6 +87,7 @@ def test_llm_faults_at_30_percent_commit_or_dead_letter_then_replay(make_system,
         scripted.fault_timeout_s = 5.0
         _collect_leaked_sockets()
     assert faults >= 3, f"the fault rate did not bite ({faults} faults)"
+    print(f"\nllm faults: {faults} injected, {len(dead)} dead letters replayed, {len(threads)} threads")
     assert system.runtime.coordinator.dead_letters() == []
     for user, thread in threads:
         expected = sorted(t["content"] for t in user_turns(user, thread))
