@@ -46,6 +46,7 @@ async def _load(producer: AsyncProducer, stop_at: float, log: list[tuple[str, st
     await asyncio.gather(*(one(f"t{n}") for n in range(THREADS)))
 
 
+@pytest.mark.timeout(300)  # several worker processes in a row; generous for a loaded machine
 def test_redis_restart_under_load_loses_no_accepted_turn(aof_redis, spawn, scripted, tmp_path) -> None:
     """Submits keep coming while Redis is SIGKILLed and restarted from its AOF: accepted turns
     survive; during the outage submits return "dropped" within the timeout (policy ``drop``);

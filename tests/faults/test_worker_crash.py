@@ -11,6 +11,7 @@ import signal
 import threading
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from producer import Producer, ProducerConfig
@@ -25,6 +26,7 @@ from worker.store import open_store
 KILLED = -signal.SIGKILL
 
 
+@pytest.mark.timeout(300)  # several worker processes in a row; generous for a loaded machine
 def test_worker_killed_at_each_stage_reflects_every_turn_once(
     worker_env, spawn, scripted, redis_url, redis_client, prefix, tmp_path
 ) -> None:
