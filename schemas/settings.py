@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1, le=100, description="Failures before a thread is dead-lettered.")
     dispatch_interval_s: float = Field(default=0.1, gt=0, le=10, description="Dispatcher poll interval.")
     dispatch_batch: int = Field(default=256, ge=1, le=10000, description="Threads claimed per dispatcher pass.")
+    dispatch_max_inflight: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Claimed, unfinished threads (all dispatchers); beyond it due threads wait in Redis.",
+    )
     dispatcher_in_worker: bool = Field(default=True, description="Run a dispatcher thread in each worker.")
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
     data_dir: Path = Field(default=Path(".reverie"), description="Embedded Redis/Qdrant data folder.")

@@ -73,6 +73,7 @@ def test_soak_every_thread_reflected_once(spawn, scripted, redis_url, redis_clie
         after_seconds=2.0,
         max_wait_s=600,
         existing_limit=0,
+        dispatch_max_inflight=64,
         dispatch_interval_s=0.05,
         lease_s=60,
         inflight_timeout_s=120,
@@ -101,6 +102,7 @@ def test_soak_every_thread_reflected_once(spawn, scripted, redis_url, redis_clie
     assert final["committed"] == THREADS
     assert final["reflected_turns"] == THREADS * len(TURNS)
     assert final.get("failed", 0) == 0 and final.get("dead_lettered", 0) == 0
+    assert final.get("requeued", 0) == 0, "backpressure: no claim outlived its deadline waiting in the broker"
     assert final.get("llm_calls", 0) == THREADS
     assert scripted.chat_calls == THREADS, "one LLM call per thread"
     transient = [k for k in keys_under(redis_client, prefix) if any(p in k for p in (":buf:", ":journal:", ":lease:"))]

@@ -92,6 +92,7 @@ def make_dispatcher(app: Celery, **overrides: Any) -> Dispatcher:
         "batch": settings.dispatch_batch,
         "interval_s": settings.dispatch_interval_s,
         "inflight_timeout_s": settings.inflight_timeout_s,
+        "max_inflight": settings.dispatch_max_inflight,
     } | overrides
     return Dispatcher(get_runtime(settings).coordinator, sender(app), **kwargs)
 

@@ -194,6 +194,34 @@ def test_dispatcher_dying_mid_claim_loses_nothing_and_dispatches_nothing_twice(m
         assert [m.content for m in system.runtime.store.list(user)] == [user_turns(user, thread, 1)[0]["content"]]
 
 
+def test_dispatcher_backpressure_keeps_the_backlog_in_redis(make_system) -> None:
+    """With max_inflight=4, a backlog of 10 due threads is sent 4 at a time: the rest wait in
+    the due set (where no deadline runs) until claims finish."""
+    from worker.dispatcher import Dispatcher
+
+    system = make_system(start_dispatcher=False)
+    coord = system.runtime.coordinator
+    threads = [(uid("u"), "t") for _ in range(10)]
+    for user, thread in threads:
+        system.producer.submit(user, thread, user_turns(user, thread, 1), after_seconds=0)
+    sent: list[Any] = []
+    dispatcher = Dispatcher(coord, sent.append, max_inflight=4)
+    time.sleep(0.05)
+    assert dispatcher.run_once(time.monotonic())[0] == 4
+    assert dispatcher.run_once(time.monotonic())[0] == 0
+    assert (coord.inflight_count(), system.redis.zcard(coord.keys.due_ss)) == (4, 6)
+    for claim in sent[:3]:  # three reflections end
+        coord.release(claim.user_id, claim.thread_id, 0, claim.generation, "noop")
+    assert dispatcher.run_once(time.monotonic())[0] == 3
+    assert len({(c.user_id, c.thread_id) for c in sent}) == 7, "nothing sent twice"
+    for claim in sent[3:]:
+        coord.release(claim.user_id, claim.thread_id, 0, claim.generation, "noop")
+    assert dispatcher.run_once(time.monotonic())[0] == 3
+    for claim in sent[7:]:
+        coord.release(claim.user_id, claim.thread_id, 0, claim.generation, "noop")
+    assert sorted((c.user_id, c.thread_id) for c in sent) == sorted(threads)
+
+
 def _silent_listener() -> socket.socket:
     """Accepts TCP connections (backlog) but never answers: a hung Redis."""
     sock = socket.socket()
