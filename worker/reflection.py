@@ -105,7 +105,7 @@ class Reflector:
         stops one of them). A dead or frozen process stops renewing, so its lease still
         expires and the fence still holds."""
         stop = threading.Event()
-        interval_s = max(self.settings.lease_s / 3, 0.2)
+        interval_s = max(min(self.settings.lease_s, self.settings.inflight_timeout_s) / 3, 0.2)
         inflight_ms = int(self.settings.inflight_timeout_s * 1000)
 
         def beat() -> None:

@@ -141,7 +141,7 @@ def test_poison_thread_is_dead_lettered_and_blocks_no_one(make_system, scripted)
     [letter] = system.runtime.coordinator.dead_letters()
     assert (letter.user_id, letter.thread_id, letter.attempts) == (alice, "bad", 3)
     assert "ExtractionFailed" in letter.reason
-    assert system.outcomes(alice, "bad") == ["failed", "failed", "dead_lettered"]
+    assert [o for o in system.outcomes(alice, "bad") if o != "deferred"] == ["failed", "failed", "dead_lettered"]
     assert sorted(m.content for m in system.runtime.store.list(alice)) == sorted(
         t["content"] for t in user_turns(alice, "good")
     )
@@ -189,7 +189,8 @@ def test_dispatcher_dying_mid_claim_loses_nothing_and_dispatches_nothing_twice(m
         time.sleep(1.2)  # one more reaper pass: nothing comes back
     assert sorted((r.user_id, r.thread_id) for r in system.committed()) == sorted(threads)
     assert scripted.chat_calls == len(threads)
-    assert set(system.outcomes()) == {"committed"}
+    # a claim requeued while its reflection ran would end "deferred" or "noop", never a 2nd commit
+    assert set(system.outcomes()) <= {"committed", "deferred", "noop"}
     for user, thread in threads:
         assert [m.content for m in system.runtime.store.list(user)] == [user_turns(user, thread, 1)[0]["content"]]
 
