@@ -7,7 +7,10 @@ decoding live in ``producer.core`` and are shared, so the two classes differ onl
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +33,7 @@ log = logging.getLogger("reverie.producer")
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 MessagesIn = Sequence[Message | dict[str, Any]] | Message | dict[str, Any]
+ScriptCall = tuple[list[str], list[str | int]]
 
 
 def _client_kwargs(cfg: ProducerConfig) -> dict[str, Any]:
@@ -45,6 +49,7 @@ class _Base:
     def __init__(self, config: ProducerConfig | None) -> None:
         self.config = config or ProducerConfig()
         self.keys = Keys(self.config.key_prefix)
+        self._spool: deque[ScriptCall] = deque()
 
     def _prepare(
         self,
@@ -72,9 +77,26 @@ class _Base:
         )
         return request, keys, argv
 
-    def _unavailable(self, request: SubmitRequest, err: Exception) -> SubmitReceipt:
+    @property
+    def spooled(self) -> int:
+        """Submits waiting in the spool (policy ``spool``)."""
+        return len(self._spool)
+
+    def _unavailable(self, request: SubmitRequest, err: Exception, call: ScriptCall) -> SubmitReceipt:
         if self.config.on_unavailable == "raise":
             raise ProducerUnavailable(f"Redis unreachable: {type(err).__name__}") from err
+        if self.config.on_unavailable == "spool" and len(self._spool) < self.config.spool_max:
+            self._spool.append(call)
+            log.warning(
+                "reverie submit spooled: redis unreachable",
+                extra={
+                    "user_id": request.user_id,
+                    "thread_id": request.thread_id,
+                    "spooled": len(self._spool),
+                    "error": type(err).__name__,
+                },
+            )
+            return core.spooled_receipt()
         log.warning(
             "reverie submit dropped: redis unreachable",
             extra={
@@ -96,6 +118,7 @@ class Producer(_Base):
             self.config.redis_url, retry=Retry(NoBackoff(), 0), **_client_kwargs(self.config)
         )
         self._scripts = Scripts(self.client)
+        self._spool_lock = threading.Lock()
 
     def submit(
         self,
@@ -111,10 +134,30 @@ class Producer(_Base):
         ``InvalidSubmission`` on bad input (nothing written)."""
         request, keys, argv = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
         try:
-            reply = self._scripts.submit(keys=keys, args=argv)
+            if self._spool:  # spooled turns go first, so a thread's turns keep their order
+                with self._spool_lock:
+                    self._flush_locked()
+                    reply = self._scripts.submit(keys=keys, args=argv)
+            else:
+                reply = self._scripts.submit(keys=keys, args=argv)
         except _UNAVAILABLE as e:
-            return self._unavailable(request, e)
+            return self._unavailable(request, e, (keys, argv))
         return core.decode_reply(reply)
+
+    def flush(self) -> int:
+        """Send spooled submits, oldest first; returns how many were sent. Raises the Redis
+        error if it is still unreachable (what was not sent stays spooled)."""
+        with self._spool_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
+        sent = 0
+        while self._spool:
+            keys, argv = self._spool[0]
+            self._scripts.submit(keys=keys, args=argv)
+            self._spool.popleft()
+            sent += 1
+        return sent
 
     def close(self) -> None:
         self.client.close()
@@ -135,6 +178,7 @@ class AsyncProducer(_Base):
             self.config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **_client_kwargs(self.config)
         )
         self._scripts = Scripts(self.client)
+        self._spool_lock = asyncio.Lock()
 
     async def submit(
         self,
@@ -149,10 +193,29 @@ class AsyncProducer(_Base):
         """Async form of ``Producer.submit``."""
         request, keys, argv = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
         try:
-            reply = await self._scripts.submit(keys=keys, args=argv)
+            if self._spool:  # spooled turns go first, so a thread's turns keep their order
+                async with self._spool_lock:
+                    await self._flush_locked()
+                    reply = await self._scripts.submit(keys=keys, args=argv)
+            else:
+                reply = await self._scripts.submit(keys=keys, args=argv)
         except _UNAVAILABLE as e:
-            return self._unavailable(request, e)
+            return self._unavailable(request, e, (keys, argv))
         return core.decode_reply(reply)
+
+    async def flush(self) -> int:
+        """Async form of ``Producer.flush``."""
+        async with self._spool_lock:
+            return await self._flush_locked()
+
+    async def _flush_locked(self) -> int:
+        sent = 0
+        while self._spool:
+            keys, argv = self._spool[0]
+            await self._scripts.submit(keys=keys, args=argv)
+            self._spool.popleft()
+            sent += 1
+        return sent
 
     async def aclose(self) -> None:
         await self.client.aclose()

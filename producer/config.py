@@ -18,7 +18,12 @@ class ProducerConfig(BaseModel):
     timeout_s: float = Field(default=0.25, gt=0, le=30)
     after_seconds: float = Field(default=30.0, ge=0, le=86400)
     max_wait_s: float = Field(default=600.0, gt=0, le=7 * 86400)
-    on_unavailable: Literal["drop", "raise"] = "drop"
+    on_unavailable: Literal["drop", "raise", "spool"] = "drop"
+    """Redis unreachable: ``drop`` (log, status "dropped"), ``raise`` (``ProducerUnavailable``) or
+    ``spool`` (keep the submit in a bounded in-memory spool, status "spooled", and send it before
+    the next submit or on ``flush()`` once Redis answers; lost if this process exits first)."""
+    spool_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Submits the spool holds; when full, further submits are dropped (status "dropped")."""
     profiles: frozenset[str] | None = None
     """Allowed profile names; ``None`` accepts any well-formed name (the worker checks)."""
 

@@ -113,3 +113,8 @@ def decode_reply(reply: list[Any]) -> SubmitReceipt:
 def dropped_receipt() -> SubmitReceipt:
     """What ``submit`` returns under the ``drop`` policy when Redis is unreachable."""
     return SubmitReceipt(status="dropped", accepted=0, duplicates=0, generation=0, due_at_ms=None)
+
+
+def spooled_receipt() -> SubmitReceipt:
+    """What ``submit`` returns under the ``spool`` policy when Redis is unreachable."""
+    return SubmitReceipt(status="spooled", accepted=0, duplicates=0, generation=0, due_at_ms=None)

@@ -24,7 +24,7 @@ def check_id(value: str) -> str:
         raise ValueError("must not be empty")
     if len(value) > MAX_ID_LEN:
         raise ValueError(f"must be at most {MAX_ID_LEN} characters, got {len(value)}")
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise ValueError(
             "may contain only letters, digits and _ . @ + = - (and must start with a letter or "
             "digit); ':', '{', '}', '*', whitespace and control characters are not allowed"

@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(
         default=0.25, gt=0, le=30, description="Producer socket timeout: a submit never blocks longer."
     )
-    on_unavailable: Literal["drop", "raise"] = Field(
-        default="drop", description="Producer policy when Redis is unreachable: log and drop, or raise."
+    on_unavailable: Literal["drop", "raise", "spool"] = Field(
+        default="drop", description="Producer policy when Redis is unreachable: drop, raise, or spool in memory."
     )
 
     # Debounce
@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1, le=100, description="Failures before a thread is dead-lettered.")
     dispatch_interval_s: float = Field(default=0.1, gt=0, le=10, description="Dispatcher poll interval.")
     dispatch_batch: int = Field(default=256, ge=1, le=10000, description="Threads claimed per dispatcher pass.")
+    dispatch_max_inflight: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Claimed, unfinished threads (all dispatchers); beyond it due threads wait in Redis.",
+    )
     dispatcher_in_worker: bool = Field(default=True, description="Run a dispatcher thread in each worker.")
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
     metrics_port: int = Field(
@@ -110,7 +116,7 @@ class Settings(BaseSettings):
     @field_validator("key_prefix", "namespace")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError("must be 1-63 letters, digits, '_' or '-', starting with a letter or digit")
         return value
 

@@ -26,8 +26,10 @@ from pydantic import SecretStr
 from producer import AsyncProducer, Producer, ProducerConfig
 from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
+from tests.support.procs import WorkerProcess, Zygote
 from tests.support.scripted_llm import ScriptedLLM
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 PERSISTENT_OK = ("stats", "changed_ss")
 """Keys allowed to outlive a test without a TTL: counters, and users awaiting consolidation
 (bounded by the number of users, drained by each consolidation run)."""
@@ -57,6 +59,11 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
+
+
+def keys_under(client: redis.Redis, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (for "nothing was written" checks)."""
+    return sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=1000))
 
 
 def leaked_keys(client: redis.Redis, prefix: str) -> list[str]:
@@ -175,6 +182,13 @@ class System:
         keys = self.runtime.coordinator.keys
         return self.redis.zcard(keys.due_ss) == 0 and self.redis.zcard(keys.inflight_ss) == 0
 
+    def quiet(self) -> bool:
+        """Nothing in flight and nothing due in the next 2 s (threads due later will not run
+        before teardown anyway, so waiting for them only wastes time)."""
+        keys = self.runtime.coordinator.keys
+        soon_ms = (time.time() + 2.0) * 1000
+        return self.redis.zcard(keys.inflight_ss) == 0 and self.redis.zcount(keys.due_ss, "-inf", soon_ms) == 0
+
     def wait_idle(self, timeout_s: float = 20.0) -> None:
         self.wait_for(self.idle, timeout_s, "no due or in-flight threads")
 
@@ -189,7 +203,7 @@ def make_system(
 
     started: list[tuple[System, DispatcherThread]] = []
 
-    def make(**overrides: Any) -> System:
+    def make(*, start_dispatcher: bool = True, **overrides: Any) -> System:
         assert not started, "one system per test"
         base: dict[str, Any] = {
             "redis_url": SecretStr(redis_url),
@@ -226,7 +240,9 @@ def make_system(
         # the session worker's dispatcher settings come from this test's runtime
         dispatcher = make_dispatcher(celery_app, interval_s=settings.dispatch_interval_s)
         dispatcher.coordinator = runtime.coordinator
-        thread = DispatcherThread(dispatcher).start()
+        thread = DispatcherThread(dispatcher)
+        if start_dispatcher:  # tests of dispatcher crashes run their own
+            thread.start()
         started.append((system, thread))
         return system
 
@@ -235,9 +251,36 @@ def make_system(
 
     for system, thread in started:
         with contextlib.suppress(AssertionError):  # best effort; a busy test already failed
-            system.wait_for(system.idle, 15.0, "idle before teardown")
-        thread.stop()
+            system.wait_for(system.quiet, 15.0, "idle before teardown")
+        if thread.thread.ident is not None:
+            thread.stop()
         time.sleep(0.1)
         _install(None)
         system.producer.close()
         system.runtime.close()
+
+
+# -- worker processes (fault and soak tests) --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    """One preloaded process per session that forks the worker processes."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
+@pytest.fixture
+def spawn(zygote: Zygote, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker processes; any still running at the end is stopped (SIGKILL if stuck)."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], **kwargs: Any) -> WorkerProcess:
+        proc = WorkerProcess(zygote, env, tmp_path / f"worker{len(started)}.log", **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(10)

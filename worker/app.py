@@ -89,7 +89,8 @@ def sender(app: Celery) -> Callable[[Claimed], None]:
         app.send_task(
             REFLECT,
             kwargs={"user_id": claim.user_id, "thread_id": claim.thread_id, "generation": claim.generation},
-            task_id=f"reflect-{claim.user_id}-{claim.thread_id}-g{claim.generation}-{_suffix()}",
+            # ":" cannot occur in ids, so a task id names its user unambiguously (forget relies on it)
+            task_id=f"reflect:{claim.user_id}:{claim.thread_id}:g{claim.generation}:{_suffix()}",
             queue="reverie",
         )
 
@@ -106,6 +107,7 @@ def make_dispatcher(app: Celery, **overrides: Any) -> Dispatcher:
         "batch": settings.dispatch_batch,
         "interval_s": settings.dispatch_interval_s,
         "inflight_timeout_s": settings.inflight_timeout_s,
+        "max_inflight": settings.dispatch_max_inflight,
     } | overrides
     return Dispatcher(get_runtime(settings).coordinator, sender(app), **kwargs)
 

@@ -91,6 +91,9 @@ class Coordinator:
             self.scripts.requeue_expired(keys=[self.keys.inflight_ss, self.keys.due_ss, self.keys.stats], args=[limit])
         )
 
+    def inflight_count(self) -> int:
+        return int(self.r.zcard(self.keys.inflight_ss))
+
     def heartbeat(self, user_id: str, thread_id: str, inflight_ms: int) -> None:
         """Push the in-flight deadline forward while a reflection runs."""
         t = self.r.time()

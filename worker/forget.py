@@ -2,10 +2,10 @@
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
 set, journal), per-user keys (``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
-the global due/in-flight sorted sets and the dead-letter hash, and Celery result summaries
-(``reflect-u-t-g…`` task ids). Per-thread keys are found with ``SCAN MATCH`` (ids cannot contain
-glob characters or ``:``), members with ``ZSCAN``/``HSCAN``; nothing is assumed about which
-threads exist.
+the global due/in-flight sorted sets and the dead-letter hash, and Celery results
+(``reflect:u:t:g…`` task ids, every outcome including failures). Per-thread keys are found
+with ``SCAN MATCH`` (ids cannot contain glob characters or ``:``), members with
+``ZSCAN``/``HSCAN``; nothing is assumed about which threads exist.
 
 The user's lease is taken first so that no reflection of this user runs while we delete
 (one that started earlier finishes or loses its lease; a plan journaled by it is deleted with
@@ -15,7 +15,6 @@ reflection that sneaks in between finds nothing to reflect.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -66,19 +65,11 @@ def _members_of(client: redis.Redis, key: str, user_id: str, *, hash_: bool) -> 
 
 
 def _celery_results(client: redis.Redis, celery_prefix: str, user_id: str) -> list[str]:
-    """Result summaries of this user's reflections (checked by content: ids may share a stem)."""
-    out = []
-    pattern = f"{celery_prefix}celery-task-meta-reflect-{user_id}-*"
-    for raw in client.scan_iter(match=pattern, count=SCAN_COUNT):
-        value = client.get(raw)
-        try:
-            meta = json.loads(value) if value else {}
-            owner = (meta.get("result") or {}).get("user_id")
-        except (ValueError, AttributeError):
-            continue
-        if owner == user_id:
-            out.append(_s(raw))
-    return out
+    """Result entries of this user's reflections, whatever their outcome (failures carry an
+    exception, not a summary). Task ids are ``reflect:<user>:<thread>:g<gen>:<hex>`` and ids
+    cannot contain ``:`` or glob characters, so the pattern matches this user only."""
+    pattern = f"{celery_prefix}celery-task-meta-reflect:{user_id}:*"
+    return [_s(raw) for raw in client.scan_iter(match=pattern, count=SCAN_COUNT)]
 
 
 def _take_lease(runtime: Runtime, user_id: str, wait_s: float) -> int:

@@ -10,12 +10,15 @@ with backoff, or after dead-lettering once ``max_attempts`` is reached.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import RedisError
 
 from schemas.memory import MemoryRecord, MemorySource
 from schemas.messages import BufferedTurn
@@ -25,6 +28,7 @@ from worker.coordination import Coordinator
 from worker.embeddings import Embedder
 from worker.errors import ReverieError
 from worker.extraction.base import ExtractionOutput, Extractor
+from worker.faults import crash_point
 from worker.planning import build_plan
 from worker.profiles import Profile, get_profile
 from worker.retrieval import select_existing
@@ -88,10 +92,38 @@ class Reflector:
             )
             return ReflectionResult(outcome="deferred", user_id=u, thread_id=t, generation=gen)
         try:
-            return self._run_leased(args, token)
+            with self._keep_alive(u, t, token):
+                return self._run_leased(args, token)
         except Exception as e:
             self._fail(args, token, e)
             raise  # unreachable: _fail raises
+
+    @contextlib.contextmanager
+    def _keep_alive(self, user_id: str, thread_id: str, token: int) -> Iterator[None]:
+        """Renew the lease and push the in-flight deadline every third of the lease while the
+        reflection runs: LLM calls with retries can outlast both, and an expired lease would
+        let a second reflection of this user start (and waste an LLM call before the fence
+        stops one of them). A dead or frozen process stops renewing, so its lease still
+        expires and the fence still holds."""
+        stop = threading.Event()
+        interval_s = max(min(self.settings.lease_s, self.settings.inflight_timeout_s) / 3, 0.2)
+        inflight_ms = int(self.settings.inflight_timeout_s * 1000)
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    if not self.coordinator.renew_lease(user_id, token, self._lease_ms):
+                        return  # released, or lost: the fence decides at commit time
+                    self.coordinator.heartbeat(user_id, thread_id, inflight_ms)
+                except RedisError as e:
+                    log.warning("lease renewal failed", user_id=user_id, error=type(e).__name__)
+
+        keeper = threading.Thread(target=beat, name="reverie-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     def _run_leased(self, args: ReflectArgs, token: int) -> ReflectionResult:
         u, t, gen = args.user_id, args.thread_id, args.generation
@@ -112,6 +144,7 @@ class Reflector:
         profile = get_profile(snap.profile)
         existing = self._existing(u, t, snap.turns, profile)
         extractor = self.extractor_for(profile)
+        crash_point("before_llm")
         out = extractor.extract(snap.turns, existing)
         self.coordinator.incr_stats(
             llm_calls=out.llm_calls,
@@ -162,7 +195,15 @@ class Reflector:
             turn_ids=plan.turn_ids[:100],
             turn_count=plan.turn_count,
         )
+        # Fencing: a worker that stalled after journaling (GC pause, slow network) may have
+        # lost its lease to a newer reflection of this user, which replays this journal and may
+        # already have committed later changes. Writing now could overwrite them, so check (and
+        # extend) the lease right before touching Qdrant; the replay by the lease holder finishes.
+        if not self.coordinator.renew_lease(plan.user_id, token, self._lease_ms):
+            raise _Retryable("lease lost before the Qdrant write")
+        crash_point("after_journal")
         self.store.apply(plan.user_id, plan.ops, source=source, now_ms=plan.created_ms)
+        crash_point("after_qdrant_write")
         status = self.coordinator.finalize(token, plan)
         if status not in ("ok", "no_journal"):
             raise _Retryable(f"finalize refused: {status}")

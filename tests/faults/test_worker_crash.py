@@ -1,0 +1,100 @@
+"""Worker processes SIGKILLed at every stage of a reflection lose no turn, write no duplicate
+memory and leave no stuck lease.
+
+Local-mode Qdrant allows one process at a time, so each stage runs one worker process that
+owns the Qdrant folder; it dies, and the next one starts on the same folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from producer import Producer, ProducerConfig
+from schemas.settings import Settings
+from tests.conftest import leaked_keys, uid
+from tests.support.llm_scripts import insert_each_user_turn
+from tests.support.procs import WorkerProcess, wait_until
+from tests.support.scripted_llm import Reply
+from worker.faults import CRASH_ENV
+from worker.store import open_store
+
+KILLED = -signal.SIGKILL
+
+
+@pytest.mark.timeout(300)  # several worker processes in a row; generous for a loaded machine
+def test_worker_killed_at_each_stage_reflects_every_turn_once(
+    worker_env, spawn, scripted, redis_url, redis_client, prefix, tmp_path
+) -> None:
+    """before the LLM call → during it → after journaling → after the Qdrant write → healthy:
+    every turn becomes exactly one memory, and the lease and in-flight entry are released."""
+    from producer.keys import Keys
+
+    keys = Keys(prefix)
+    target: dict[str, Any] = {}
+    killed_in_llm = threading.Event()
+
+    def kill_during_call(body: dict[str, Any]) -> Reply:
+        proc: WorkerProcess | None = target.pop("proc", None)
+        if proc is not None:  # the request reached the LLM: kill the worker before it answers
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_in_llm.set()
+        return insert_each_user_turn(body)
+
+    scripted.set_responder(kill_during_call)
+    user = uid("u")
+    turns = [{"role": "user", "content": f"fact {i} about me", "id": f"m{i}"} for i in range(3)]
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=0.3)) as producer:
+        assert producer.submit(user, "t", turns).status == "accepted"
+
+        # 1. before the LLM call
+        assert spawn(worker_env | {CRASH_ENV: "before_llm"}).wait(90) == KILLED
+        assert scripted.chat_calls == 0
+
+        # 2. during the LLM call
+        proc = spawn(worker_env)
+        target["proc"] = proc
+        assert proc.wait(90) == KILLED and killed_in_llm.is_set()
+        # (more than one call only if the machine stalled a worker past its 2 s lease, so
+        # that a second reflection took over; the fence then keeps one of them from committing)
+        assert scripted.chat_calls >= 1
+
+        # 3. after the commit plan is journaled, before Qdrant is written
+        assert spawn(worker_env | {CRASH_ENV: "after_journal"}).wait(90) == KILLED
+        assert redis_client.exists(keys.journal(user, "t"))
+        calls = scripted.chat_calls
+
+        # 4. after the Qdrant write, before the buffer is trimmed (replaying the journal: no LLM call)
+        assert spawn(worker_env | {CRASH_ENV: "after_qdrant_write"}).wait(90) == KILLED
+        assert scripted.chat_calls == calls
+        assert redis_client.llen(keys.buffer(user, "t")) == 3, "turns must stay until the commit ends"
+
+        # 5. a healthy worker finishes the journaled commit, then reflects new turns normally
+        healthy = spawn(worker_env)
+        wait_until(lambda: not redis_client.exists(keys.journal(user, "t")), 60, "journal replayed")
+        assert scripted.chat_calls == calls
+        producer.submit(user, "t", [{"role": "user", "content": "one more fact", "id": "m3"}])
+        wait_until(
+            lambda: redis_client.llen(keys.buffer(user, "t")) == 0
+            and redis_client.zcard(keys.inflight_ss) == 0
+            and redis_client.zcard(keys.due_ss) == 0,
+            60,
+            "the new turn reflected",
+        )
+        assert healthy.stop() == 0, healthy.log()
+
+    assert scripted.chat_calls > calls
+    assert not redis_client.exists(keys.lease(user)), "no stuck lease"
+    assert redis_client.hlen(keys.dlq) == 0
+    assert leaked_keys(redis_client, prefix) == []
+    settings = Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=tmp_path / "qdrant")
+    store = open_store(settings)
+    try:
+        contents = sorted(m.content for m in store.list(user))
+    finally:
+        store.close()
+    assert contents == sorted([*(t["content"] for t in turns), "one more fact"]), "each turn once, no duplicates"
