@@ -3,6 +3,7 @@ the whole pipeline (producer → Redis → dispatcher → Celery worker → scri
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -144,8 +145,11 @@ def _submit_due_at(system: System, n: int, due_at_ms: list[float], name: str) ->
     return members
 
 
-def lag_run(env: BenchEnv, name: str, n: int, spread_s: float) -> dict[str, Any]:
-    with running_system(env, name, concurrency=32, existing_limit=0, after_seconds=1.0, max_wait_s=600.0) as system:
+def lag_run(env: BenchEnv, name: str, n: int, spread_s: float, **kwargs: Any) -> dict[str, Any]:
+    with running_system(
+        env, name, concurrency=32, existing_limit=0, after_seconds=1.0, max_wait_s=600.0, **kwargs
+    ) as system:
+        cpu0 = time.process_time()
         lead_ms = 1500 + n * 1.0  # time to submit everything before the first is due
         start = time.time() * 1000 + lead_ms
         due = [start + (spread_s * 1000 * i / n if spread_s else 0.0) for i in range(n)]
@@ -167,6 +171,7 @@ def lag_run(env: BenchEnv, name: str, n: int, spread_s: float) -> dict[str, Any]
             "claim_lag_ms": claim_lags,
             "start_lag_ms": start_lags,
             "submitted_late": submitted_late,
+            "cpu_ms_per_reflection": 1000 * (time.process_time() - cpu0) / max(1, len(first_start)),
             "outcomes": system.outcomes(),
         }
 
@@ -209,19 +214,55 @@ def dispatch_lag(env: BenchEnv, *, threads: int, spread_s: float) -> Section:
     return section
 
 
+class _CpuMeter:
+    """Per-thread CPU (``time.thread_time``) spent inside wrapped calls, summed by label."""
+
+    def __init__(self) -> None:
+        self.ms: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def wrap(self, label: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.ms[label] += (time.thread_time() - t0) * 1000
+
+        return timed
+
+
+def _meter(system: System) -> _CpuMeter:
+    meter = _CpuMeter()
+    store, reflector = system.runtime.store, system.runtime.reflector
+    store.search_vectors = meter.wrap("qdrant_local", store.search_vectors)
+    store.apply = meter.wrap("qdrant_local", store.apply)
+    factory = reflector.extractor_for
+
+    def extractor_for(profile: Any) -> Any:
+        extractor = factory(profile)
+        if not getattr(extractor, "_bench_metered", False):
+            extractor.extract = meter.wrap("llm_client", extractor.extract)
+            extractor._bench_metered = True
+        return extractor
+
+    reflector.extractor_for = extractor_for
+    reflector.run = meter.wrap("reflection", reflector.run)
+    return meter
+
+
 def throughput_run(env: BenchEnv, base_url: str, name: str, *, reflections: int, concurrency: int) -> dict[str, Any]:
     with running_system(
         env, name, concurrency=concurrency, after_seconds=0.0, max_wait_s=600.0, **_llm(base_url)
     ) as system:
+        meter = _meter(system)
         users = [f"{name}u{i}" for i in range(reflections)]
         cpu0 = time.process_time()
         t0 = time.time() * 1000
         for u in users:
-            system.producer.submit(
-                u, "t",
-                [{"role": "user", "content": f"{u} likes ramen", "id": "1"}, {"role": "assistant", "content": "ok", "id": "2"}],
-                after_seconds=0,
-            )
+            turns = [{"role": "user", "content": f"{u} likes ramen", "id": "1"}, {"role": "assistant", "content": "ok"}]
+            system.producer.submit(u, "t", turns, after_seconds=0)
         system.wait(lambda: system.committed_turns() >= 2 * reflections and system.idle(), timeout_s=30 + reflections)
         cpu = time.process_time() - cpu0
         with system.lock:
@@ -229,6 +270,8 @@ def throughput_run(env: BenchEnv, base_url: str, name: str, *, reflections: int,
             last = max(system.ends, default=t0)
         committed = sum(1 for r in system.results if r.outcome == "committed")
         wall_s = (last - first) / 1000
+        per = max(committed, 1)
+        in_reflection = meter.ms["reflection"] - meter.ms["llm_client"] - meter.ms["qdrant_local"]
         return {
             "reflections": reflections,
             "committed": committed,
@@ -236,7 +279,11 @@ def throughput_run(env: BenchEnv, base_url: str, name: str, *, reflections: int,
             "wall_s": round(wall_s, 3),
             "rate_per_s": committed / wall_s if wall_s > 0 else float("nan"),
             "cpu_s": round(cpu, 3),
-            "cpu_ms_per_reflection": 1000 * cpu / max(committed, 1),
+            "cpu_ms_per_reflection": 1000 * cpu / per,
+            "cpu_ms_llm_client": meter.ms["llm_client"] / per,
+            "cpu_ms_qdrant_local": meter.ms["qdrant_local"] / per,
+            "cpu_ms_rest_of_reflection": in_reflection / per,
+            "cpu_ms_outside_reflection": (1000 * cpu - meter.ms["reflection"]) / per,
             "llm_calls": system.runtime.coordinator.stats().get("llm_calls", 0),
             "outcomes": system.outcomes(),
         }
@@ -246,6 +293,7 @@ def throughput(env: BenchEnv, *, reflections: int, serial: int, latency_s: float
     """Figure 5."""
     section = Section("5. reflection throughput")
     with llm_subprocess(latency_s) as base_url:
+        throughput_run(env, base_url, "thrw", reflections=4, concurrency=4)  # warm-up: lazy imports, pools
         runs = {
             "serial": throughput_run(env, base_url, "thr1", reflections=serial, concurrency=1),
             "c32": throughput_run(env, base_url, "thr32", reflections=reflections, concurrency=32),
@@ -259,7 +307,13 @@ def throughput(env: BenchEnv, *, reflections: int, serial: int, latency_s: float
             "≥ 50/s (≥ 25× serial)", r["rate_per_s"] >= 50,
             note=f"CPU {r['cpu_ms_per_reflection']:.1f} ms per reflection",
         )
-        section.add("5", f"CPU per reflection, {label}", r["cpu_ms_per_reflection"], "ms", "serial", runs["serial"]["cpu_ms_per_reflection"])
+        section.add(
+            "5", f"CPU per reflection, {label}", r["cpu_ms_per_reflection"], "ms", "serial",
+            runs["serial"]["cpu_ms_per_reflection"],
+            note=f"litellm call {r['cpu_ms_llm_client']:.1f} ms, local Qdrant {r['cpu_ms_qdrant_local']:.1f} ms, "
+            f"rest of reflection {r['cpu_ms_rest_of_reflection']:.1f} ms, Celery+dispatcher+producer "
+            f"{r['cpu_ms_outside_reflection']:.1f} ms",
+        )
     section.counters = runs
     section.notes.append(
         f"{latency_s * 1000:.0f} ms scripted LLM latency per call (scripted server in its own process); one user "

@@ -110,6 +110,7 @@ def markdown(sections: Sequence[Section]) -> str:
                 f"{fmt_ratio(row.ratio) if row.reference else ''} | {row.goal} | {met} |"
             )
     notes = [f"- {s.name}: {n}" for s in sections for n in s.notes]
+    notes += [f"- {r.figure}. {r.metric}: {r.note}" for s in sections for r in s.rows if r.note]
     if notes:
         lines += ["", "Notes:", *notes]
     return "\n".join(lines)

@@ -97,7 +97,13 @@ def _stop_workers(started: list[tuple[Any, threading.Thread]], timeout_s: float 
 
 @contextlib.contextmanager
 def running_system(
-    env: BenchEnv, name: str, *, workers: int = 1, concurrency: int = 32, **overrides: Any
+    env: BenchEnv,
+    name: str,
+    *,
+    workers: int = 1,
+    concurrency: int = 32,
+    celery_conf: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Iterator[System]:
     from worker.app import create_app, make_dispatcher
     from worker.dispatcher import DispatcherThread
@@ -148,6 +154,8 @@ def running_system(
     reflector.on_result = collect
     install(runtime)
     apps = [create_app(settings) for _ in range(workers)]
+    for app in apps:
+        app.conf.update(celery_conf or {})
     started = _start_workers(apps, concurrency)
     dispatchers = [DispatcherThread(make_dispatcher(app, on_claim=on_claim)).start() for app in apps]
     try:
