@@ -41,9 +41,7 @@ class Sizes:
 SIZES = {
     "tiny": Sizes("tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0),
     "quick": Sizes("quick", 5000, 100, 50, (10, 3, 4), 1000, 10.0, 300, 6, ((10, 100), (50, 100)), 20, 5, 50),
-    "full": Sizes(
-        "full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 30, 9, 200
-    ),
+    "full": Sizes("full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 30, 9, 200),
 }
 FIGURES = (1, 2, 3, 4, 5, 6, 7)
 
@@ -69,9 +67,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
             3: lambda: _with_llm(lambda llm: economy(env, llm, users=u, threads=t, turns=k)),
             4: lambda: dispatch_lag(env, threads=sizes.lag_threads, spread_s=sizes.lag_spread_s),
             5: lambda: throughput(env, reflections=sizes.reflections, serial=sizes.serial),
-            6: lambda: search_latency(
-                env, sizes=list(sizes.search), queries=sizes.queries, quick=sizes.name != "full"
-            ),
+            6: lambda: search_latency(env, sizes=list(sizes.search), queries=sizes.queries, quick=sizes.name != "full"),
             7: lambda: memory(env, runs=sizes.import_runs, reflections=sizes.worker_reflections),
         }
         u, t, k = sizes.economy

@@ -118,20 +118,35 @@ def enqueue_latency(env: BenchEnv, calls: int) -> Section:
     goal_set = "p50 ≤ 1.5× SET"
     goal_cel = "≥ 4× faster than apply_async"
     section.add(
-        "1", "sync submit p50", p50["submit"], "µs", "raw SET p50", p50["set"], goal_set, ratio(p50["submit"], p50["set"]) <= 1.5
+        "1",
+        "sync submit p50",
+        p50["submit"],
+        "µs",
+        "raw SET p50",
+        p50["set"],
+        goal_set,
+        ratio(p50["submit"], p50["set"]) <= 1.5,
     )
     section.add("1", "sync submit p99", p99["submit"], "µs", "raw SET p99", p99["set"])
     row = section.add("1", "sync submit p50", p50["submit"], "µs", "Celery apply_async(countdown) p50", p50["celery"])
     row.goal, row.met = goal_cel, ratio(p50["celery"], p50["submit"]) >= 4
     section.add("1", "sync submit p99", p99["submit"], "µs", "Celery apply_async(countdown) p99", p99["celery"])
     section.add(
-        "1", "async submit p50", p50["asubmit"], "µs", "async SET p50", p50["aset"], goal_set,
+        "1",
+        "async submit p50",
+        p50["asubmit"],
+        "µs",
+        "async SET p50",
+        p50["aset"],
+        goal_set,
         ratio(p50["asubmit"], p50["aset"]) <= 1.5,
     )
     section.add("1", "async submit p99", p99["asubmit"], "µs", "async SET p99", p99["aset"])
     row = section.add("1", "async submit p50", p50["asubmit"], "µs", "Celery apply_async(countdown) p50", p50["celery"])
     row.goal, row.met = goal_cel, ratio(p50["celery"], p50["asubmit"]) >= 4
-    section.add("1", "submit client CPU p50 (validate+encode, no I/O)", p50["cpu"], "µs", "sync submit p50", p50["submit"])
+    section.add(
+        "1", "submit client CPU p50 (validate+encode, no I/O)", p50["cpu"], "µs", "sync submit p50", p50["submit"]
+    )
     section.counters = {"calls_per_series": n, "celery_speedup_sync": ratio(p50["celery"], p50["submit"])}
     section.notes.append(
         f"{n} calls per series, {ROUNDS} interleaved rounds, one turn (~{len(TURN)} chars) per submit, "
@@ -188,10 +203,18 @@ def enqueue_throughput(env: BenchEnv, sessions: int, per_session: int) -> Sectio
     rate = {k: v[0] for k, v in results.items()}
     cpu = {k: v[1] for k, v in results.items()}
     section.add(
-        "2", f"async submit, {sessions} sessions", rate["submit"], "turns/s", "raw SET round trips", rate["set"],
-        "≥ 80% of raw", ratio(rate["submit"], rate["set"]) >= 0.8,
+        "2",
+        f"async submit, {sessions} sessions",
+        rate["submit"],
+        "turns/s",
+        "raw SET round trips",
+        rate["set"],
+        "≥ 80% of raw",
+        ratio(rate["submit"], rate["set"]) >= 0.8,
     )
-    section.add("2", "SUBMIT script, prebuilt args (no validation)", rate["script"], "/s", "raw SET round trips", rate["set"])
+    section.add(
+        "2", "SUBMIT script, prebuilt args (no validation)", rate["script"], "/s", "raw SET round trips", rate["set"]
+    )
     section.add("2", "client CPU while submitting (cores busy)", cpu["submit"], "", "while SETting", cpu["set"])
     from redis.utils import HIREDIS_AVAILABLE
 

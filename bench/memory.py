@@ -92,8 +92,23 @@ def worker_peak_rss(env: BenchEnv, reflections: int) -> dict[str, Any]:
         }
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-P", "threads", "-c", "32",
-             "-l", "WARNING", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                "32",
+                "-l",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ],
             env=worker_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -130,19 +145,37 @@ def worker_peak_rss(env: BenchEnv, reflections: int) -> dict[str, Any]:
 def memory(env: BenchEnv, *, runs: int, reflections: int) -> Section:
     section = Section("7. memory and import time")
     imports = import_costs(runs)
-    worker = worker_peak_rss(env, reflections) if reflections else {"committed": 0, "peak_rss_kb": 0, "rss_after_first_kb": 0}
+    worker = (
+        worker_peak_rss(env, reflections)
+        if reflections
+        else {"committed": 0, "peak_rss_kb": 0, "rss_after_first_kb": 0}
+    )
     red, prod = imports["redis"], imports["producer"]
     section.add(
-        "7", "import producer (fresh interpreter, median)", prod["import_ms"], "ms", "import redis", red["import_ms"],
-        "≤ 2× import redis", ratio(prod["import_ms"], red["import_ms"]) <= 2,
+        "7",
+        "import producer (fresh interpreter, median)",
+        prod["import_ms"],
+        "ms",
+        "import redis",
+        red["import_ms"],
+        "≤ 2× import redis",
+        ratio(prod["import_ms"], red["import_ms"]) <= 2,
     )
     section.add(
-        "7", "peak RSS of a process after import producer", prod["peak_rss_kb"] / 1024, "MiB",
-        "after import redis", red["peak_rss_kb"] / 1024,
+        "7",
+        "peak RSS of a process after import producer",
+        prod["peak_rss_kb"] / 1024,
+        "MiB",
+        "after import redis",
+        red["peak_rss_kb"] / 1024,
     )
     section.add(
-        "7", f"peak RSS of a worker process after {worker['committed']} more reflections", worker["peak_rss_kb"] / 1024,
-        "MiB", "same worker after its first reflection", worker["rss_after_first_kb"] / 1024,
+        "7",
+        f"peak RSS of a worker process after {worker['committed']} more reflections",
+        worker["peak_rss_kb"] / 1024,
+        "MiB",
+        "same worker after its first reflection",
+        worker["rss_after_first_kb"] / 1024,
     )
     section.counters = {"imports": imports, "worker": worker, "runs": runs}
     section.notes.append(

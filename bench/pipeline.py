@@ -55,7 +55,12 @@ def economy_run(
     user_ids = [f"{name}u{u}" for u in range(users)]
     expected = {f"{u} t{t} fact {k}" for u in user_ids for t in range(threads) for k in range(turns)}
     with running_system(
-        env, name, workers=workers, concurrency=concurrency, after_seconds=after_s, max_wait_s=60.0,
+        env,
+        name,
+        workers=workers,
+        concurrency=concurrency,
+        after_seconds=after_s,
+        max_wait_s=60.0,
         **_llm(llm.base_url),
     ) as system:
         worst_gap = 0.0
@@ -115,8 +120,14 @@ def economy(env: BenchEnv, llm: ScriptedLLM, *, users: int, threads: int, turns:
     for label, r in runs.items():
         ok = r["extraction_calls"] == r["expected_calls"] and r["lost_turns"] == 0 and r["duplicate_memories"] == 0
         section.add(
-            "3", f"extraction calls, {label}", r["extraction_calls"], "", "hot-path calls (U×T×K)", r["hot_path_calls"],
-            f"exactly U×T = {r['expected_calls']} (1/K = {1 / turns:.2f})", ok,
+            "3",
+            f"extraction calls, {label}",
+            r["extraction_calls"],
+            "",
+            "hot-path calls (U×T×K)",
+            r["hot_path_calls"],
+            f"exactly U×T = {r['expected_calls']} (1/K = {1 / turns:.2f})",
+            ok,
             note=f"lost turns {r['lost_turns']}, duplicate memories {r['duplicate_memories']}",
         )
     section.counters = runs
@@ -192,12 +203,22 @@ def dispatch_lag(env: BenchEnv, *, threads: int, spread_s: float) -> Section:
         }
         counters[label] = r
         section.add(
-            "4", f"due → reflection start p50, {threads} threads {label}", r["start_lag_p50_ms"], "ms",
-            "dispatcher poll interval", 100.0,
+            "4",
+            f"due → reflection start p50, {threads} threads {label}",
+            r["start_lag_p50_ms"],
+            "ms",
+            "dispatcher poll interval",
+            100.0,
         )
         section.add(
-            "4", f"due → reflection start p99, {threads} threads {label}", r["start_lag_p99_ms"], "ms",
-            "goal 1 s", 1000.0, "p99 ≤ 1 s, none starved", r["start_lag_p99_ms"] <= 1000 and r["starved"] == 0,
+            "4",
+            f"due → reflection start p99, {threads} threads {label}",
+            r["start_lag_p99_ms"],
+            "ms",
+            "goal 1 s",
+            1000.0,
+            "p99 ≤ 1 s, none starved",
+            r["start_lag_p99_ms"] <= 1000 and r["starved"] == 0,
             note=f"claim lag p99 {r['claim_lag_p99_ms']:.0f} ms, starved {r['starved']}",
         )
         section.add(
@@ -303,12 +324,22 @@ def throughput(env: BenchEnv, *, reflections: int, serial: int, latency_s: float
     for key, label in (("c32", "threads pool, concurrency 32 (default)"), ("c64", "threads pool, concurrency 64")):
         r = runs[key]
         section.add(
-            "5", f"reflections/s, {label}", r["rate_per_s"], "/s", "serial, one at a time", serial_rate,
-            "≥ 50/s (≥ 25× serial)", r["rate_per_s"] >= 50,
+            "5",
+            f"reflections/s, {label}",
+            r["rate_per_s"],
+            "/s",
+            "serial, one at a time",
+            serial_rate,
+            "≥ 50/s (≥ 25× serial)",
+            r["rate_per_s"] >= 50,
             note=f"CPU {r['cpu_ms_per_reflection']:.1f} ms per reflection",
         )
         section.add(
-            "5", f"CPU per reflection, {label}", r["cpu_ms_per_reflection"], "ms", "serial",
+            "5",
+            f"CPU per reflection, {label}",
+            r["cpu_ms_per_reflection"],
+            "ms",
+            "serial",
             runs["serial"]["cpu_ms_per_reflection"],
             note=f"litellm call {r['cpu_ms_llm_client']:.1f} ms, local Qdrant {r['cpu_ms_qdrant_local']:.1f} ms, "
             f"rest of reflection {r['cpu_ms_rest_of_reflection']:.1f} ms, Celery+dispatcher+producer "

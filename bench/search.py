@@ -59,7 +59,9 @@ def _measure(store: MemoryStore, users: int, queries: int) -> dict[str, list[flo
         t0 = clock()
         vector = store.embedder.embed([text])[0]
         t1 = clock()
-        bare = store.client.query_points(name, query=vector, query_filter=user_filter(user), limit=10, with_payload=True)
+        bare = store.client.query_points(
+            name, query=vector, query_filter=user_filter(user), limit=10, with_payload=True
+        )
         t2 = clock()
         mine = store.search_vectors(user, [vector], limit_per_query=10)
         t3 = clock()
@@ -99,8 +101,14 @@ def search_latency(env: BenchEnv, *, sizes: list[tuple[int, int]], queries: int,
                 p = {k: (percentile(v, 50), percentile(v, 99)) for k, v in lat.items()}
                 label = f"{mode}, {users:,} users × {per_user} = {total:,} memories"
                 section.add(
-                    "6", f"search p50, {label}", p["search"][0], "ms", "bare query_points p50", p["bare"][0],
-                    "≤ 1.2× bare", ratio(p["search"][0], p["bare"][0]) <= 1.2,
+                    "6",
+                    f"search p50, {label}",
+                    p["search"][0],
+                    "ms",
+                    "bare query_points p50",
+                    p["bare"][0],
+                    "≤ 1.2× bare",
+                    ratio(p["search"][0], p["bare"][0]) <= 1.2,
                 )
                 section.add("6", f"search p99, {label}", p["search"][1], "ms", "bare query_points p99", p["bare"][1])
                 counters[f"{mode}:{total}"] = {
