@@ -63,10 +63,14 @@ class System:
 
 def _start_workers(apps: list[Any], concurrency: int) -> list[tuple[Any, threading.Thread]]:
     from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+    from kombu.asynchronous import set_event_loop
 
     started = []
     for i, app in enumerate(apps):
         setup_app_for_worker(app, "WARNING", None)
+        # Celery's Hub step reuses kombu's process-global event loop when one is set: four
+        # workers would then drive one hub from four threads. Give each its own.
+        set_event_loop(None)
         controller = TestWorkController(
             app=app,
             concurrency=concurrency,
