@@ -59,6 +59,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
     configure("ERROR", json=True)
     sections: list[Section] = []
     started = time.monotonic()
+    when = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()
     with bench_env() as env:
         steps = {
@@ -85,7 +86,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
         leftover = env.cleanup()
         redis_kind = env.redis_kind
     return {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "when": when,
         "mode": sizes.name,
         "machine": {
             "cpus": os.cpu_count(),
