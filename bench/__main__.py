@@ -36,10 +36,11 @@ class Sizes:
     queries: int
     import_runs: int
     worker_reflections: int
+    debounce_s: float = 1.0
 
 
 SIZES = {
-    "tiny": Sizes("tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0),
+    "tiny": Sizes("tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5),
     "quick": Sizes("quick", 5000, 100, 50, (10, 3, 4), 1000, 10.0, 200, 6, ((10, 100), (30, 100)), 15, 5, 20),
     "full": Sizes("full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 30, 9, 200),
 }
@@ -65,9 +66,11 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
         steps = {
             1: lambda: enqueue_latency(env, sizes.enqueue_calls),
             2: lambda: enqueue_throughput(env, sizes.sessions, sizes.per_session),
-            3: lambda: _with_llm(lambda llm: economy(env, llm, users=u, threads=t, turns=k)),
+            3: lambda: _with_llm(lambda llm: economy(env, llm, users=u, threads=t, turns=k, after_s=sizes.debounce_s)),
             4: lambda: dispatch_lag(env, threads=sizes.lag_threads, spread_s=sizes.lag_spread_s),
-            5: lambda: throughput(env, reflections=sizes.reflections, serial=sizes.serial),
+            5: lambda: throughput(
+                env, reflections=sizes.reflections, serial=sizes.serial, warm_up=sizes.name != "tiny"
+            ),
             6: lambda: search_latency(env, sizes=list(sizes.search), queries=sizes.queries, quick=sizes.name != "full"),
             7: lambda: memory(env, runs=sizes.import_runs, reflections=sizes.worker_reflections),
         }

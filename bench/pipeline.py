@@ -44,11 +44,20 @@ def _buffered(system: System, users: list[str], threads: int) -> int:
 
 
 def economy_run(
-    env: BenchEnv, llm: ScriptedLLM, name: str, *, users: int, threads: int, turns: int, workers: int, concurrency: int
+    env: BenchEnv,
+    llm: ScriptedLLM,
+    name: str,
+    *,
+    users: int,
+    threads: int,
+    turns: int,
+    workers: int,
+    concurrency: int,
+    after_s: float = 1.0,
 ) -> dict[str, Any]:
     """Bursts of ``turns`` turns per thread, gaps below the debounce; every submit is sent twice
     (a chat server retrying), so idempotence is exercised too."""
-    after_s, gap_s = 1.0, 0.15
+    gap_s = 0.15
     llm.reset()
     llm.set_responder(insert_each_user_turn)
     llm.latency_s = 0.05
@@ -108,13 +117,15 @@ def economy_run(
     return out
 
 
-def economy(env: BenchEnv, llm: ScriptedLLM, *, users: int, threads: int, turns: int) -> Section:
+def economy(env: BenchEnv, llm: ScriptedLLM, *, users: int, threads: int, turns: int, after_s: float = 1.0) -> Section:
     """Figure 3."""
     section = Section("3. LLM-call economy")
     runs = {
-        "1 worker": economy_run(env, llm, "eco1", users=users, threads=threads, turns=turns, workers=1, concurrency=32),
+        "1 worker": economy_run(
+            env, llm, "eco1", users=users, threads=threads, turns=turns, workers=1, concurrency=32, after_s=after_s
+        ),
         "4 workers racing": economy_run(
-            env, llm, "eco4", users=users, threads=threads, turns=turns, workers=4, concurrency=8
+            env, llm, "eco4", users=users, threads=threads, turns=turns, workers=4, concurrency=8, after_s=after_s
         ),
     }
     for label, r in runs.items():
@@ -136,7 +147,7 @@ def economy(env: BenchEnv, llm: ScriptedLLM, *, users: int, threads: int, turns:
     section.counters = runs
     section.notes.append(
         f"U={users} users × T={threads} threads × K={turns} turns, a turn per thread every "
-        f"~{runs['1 worker']['worst_turn_gap_s']} s with after_seconds=1 (each submit retried once: "
+        f"~{runs['1 worker']['worst_turn_gap_s']} s with after_seconds={after_s:g} (each submit retried once: "
         "deduplicated by message id); 4 workers = 4 Celery worker controllers (threads pools, 8 each) and "
         "4 dispatchers in one process sharing one runtime, because local-mode Qdrant admits one process. "
         f"Lost turns: {[r['lost_turns'] for r in runs.values()]}, duplicate memories: "
@@ -164,7 +175,7 @@ def lag_run(env: BenchEnv, name: str, n: int, spread_s: float, **kwargs: Any) ->
         env, name, concurrency=32, existing_limit=0, after_seconds=1.0, max_wait_s=600.0, **kwargs
     ) as system:
         cpu0 = time.process_time()
-        lead_ms = 1500 + n * 1.0  # time to submit everything before the first is due
+        lead_ms = 500 + n * 2.0  # time to submit everything before the first is due
         start = time.time() * 1000 + lead_ms
         due = [start + (spread_s * 1000 * i / n if spread_s else 0.0) for i in range(n)]
         members = _submit_due_at(system, n, due, name)
@@ -313,11 +324,14 @@ def throughput_run(env: BenchEnv, base_url: str, name: str, *, reflections: int,
         }
 
 
-def throughput(env: BenchEnv, *, reflections: int, serial: int, latency_s: float = 0.5) -> Section:
+def throughput(
+    env: BenchEnv, *, reflections: int, serial: int, latency_s: float = 0.5, warm_up: bool = True
+) -> Section:
     """Figure 5."""
     section = Section("5. reflection throughput")
     with llm_subprocess(latency_s) as base_url:
-        throughput_run(env, base_url, "thrw", reflections=4, concurrency=4)  # warm-up: lazy imports, pools
+        if warm_up:  # lazy imports (openai types on the first call), connection pools
+            throughput_run(env, base_url, "thrw", reflections=4, concurrency=4)
         runs = {
             "serial": throughput_run(env, base_url, "thr1", reflections=serial, concurrency=1),
             "c32": throughput_run(env, base_url, "thr32", reflections=reflections, concurrency=32),
