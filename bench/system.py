@@ -49,8 +49,11 @@ class System:
 
     def idle(self) -> bool:
         keys = self.runtime.coordinator.keys
-        r = self.runtime.redis
-        return r.zcard(keys.due_ss) == 0 and r.zcard(keys.inflight_ss) == 0
+        # One MULTI, so a thread moving between the two sets is never missed.
+        due, inflight = (
+            self.runtime.redis.pipeline(transaction=True).zcard(keys.due_ss).zcard(keys.inflight_ss).execute()
+        )
+        return due == 0 and inflight == 0
 
     def wait(self, predicate: Any, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
