@@ -34,7 +34,7 @@ for i = 6, #ARGV, 2 do
     dups = dups + 1
   end
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+redis.call('EXPIRE', KEYS[3], ARGV[5])  -- a no-op when no id was given (no set)
 if accepted == 0 then
   redis.call('HINCRBY', KEYS[6], 'duplicate_turns', dups)
   local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
@@ -44,14 +44,11 @@ end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PERSIST', KEYS[1])
 local first = tonumber(redis.call('HGET', KEYS[1], 'first_ms') or '0')
-if first == 0 then
-  first = now
-  redis.call('HSET', KEYS[1], 'first_ms', now)
-end
+if first == 0 then first = now end
 local due = now + tonumber(ARGV[1])
 local cap = first + tonumber(ARGV[2])
 if cap < due then due = cap end
-redis.call('HSET', KEYS[1], 'last_ms', now, 'profile', ARGV[4])
+redis.call('HSET', KEYS[1], 'first_ms', first, 'last_ms', now, 'profile', ARGV[4])
 if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0 then
   redis.call('ZADD', KEYS[4], due, ARGV[3])
 else

@@ -180,7 +180,11 @@ class System:
 
     def idle(self) -> bool:
         keys = self.runtime.coordinator.keys
-        return self.redis.zcard(keys.due_ss) == 0 and self.redis.zcard(keys.inflight_ss) == 0
+        # One MULTI: read separately, a deferred thread moving from in-flight back to due
+        # between the two reads looked idle.
+        pipe = self.redis.pipeline(transaction=True)
+        due, inflight = pipe.zcard(keys.due_ss).zcard(keys.inflight_ss).execute()
+        return due == 0 and inflight == 0
 
     def quiet(self) -> bool:
         """Nothing in flight and nothing due in the next 2 s (threads due later will not run

@@ -46,7 +46,7 @@ def parse_reflect_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reflect
 def register(app: Celery) -> None:
     settings = app.reverie_settings  # type: ignore[attr-defined]
 
-    @app.task(name=REFLECT, bind=True, ignore_result=False)
+    @app.task(name=REFLECT, bind=True, ignore_result=False, shared=False)
     def reflect(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Reflect one thread: ids in, counts out. Never carries conversation text."""
         parsed = parse_reflect_args(args, kwargs)

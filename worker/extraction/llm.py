@@ -9,6 +9,7 @@ timeouts) are retried with tenacity, with exponential backoff and jitter.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -90,6 +91,10 @@ class LLMExtractor:
         self.max_retries = max_retries
         self.validation_retries = validation_retries
         self.backoff_max_s = backoff_max_s
+        # Building the specs runs pydantic's JSON-schema generation (~1.5 ms); do it once per
+        # extractor (one per profile) and hand each call a fresh copy, in case a provider
+        # adapter mutates the list.
+        self._tools_json = json.dumps(tool_specs(profile))
 
     def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], out: ExtractionOutput) -> Any:
         litellm = _litellm()
@@ -126,7 +131,7 @@ class LLMExtractor:
         return self._complete(messages, tools, out)
 
     def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput:
-        tools = tool_specs(self.profile)
+        tools = json.loads(self._tools_json)
         messages = build_messages(self.profile, turns, existing)
         out = ExtractionOutput(ops=[])
         accepted: list[PlannedOp] = []

@@ -1,0 +1,88 @@
+"""The benchmark runs end to end at tiny sizes. Counters only: timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    env = os.environ | {"REDIS_URL": redis_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    # A child process: the bench starts and stops its own Celery workers, which must not touch
+    # the test session's worker (Celery's stop signal is process-wide).
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| # | figure |" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def sections(report: dict) -> dict[str, dict]:
+    return {s["name"].split(".")[0]: s for s in report["sections"]}
+
+
+def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
+    """Seven figures; every row names its reference and carries the ratio to it."""
+    found = sections(report)
+    assert sorted(found) == [str(n) for n in range(1, 8)]
+    for section in found.values():
+        assert section["rows"], section["name"]
+        for row in section["rows"]:
+            assert row["reference"], row
+            assert set(row) >= {"figure", "metric", "value", "unit", "reference_value", "ratio", "goal", "met"}
+    assert report["mode"] == "tiny"
+    assert "| # | figure |" in report["table"]
+
+
+def test_economy_is_one_llm_call_per_quiet_period_even_with_four_workers(report) -> None:
+    """Extraction calls == U×T exactly, nothing lost, nothing duplicated, with 1 and 4 workers."""
+    runs = sections(report)["3"]["counters"]
+    assert set(runs) == {"1 worker", "4 workers racing"}
+    for run in runs.values():
+        assert run["finished"]
+        assert run["extraction_calls"] == run["users"] * run["threads"]
+        assert run["economy_ratio"] == 1.0
+        assert run["hot_path_calls"] == run["users"] * run["threads"] * run["turns_per_thread"]
+        assert run["lost_turns"] == 0 and run["still_buffered"] == 0
+        assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
+        assert run["retried_submits_deduplicated"] == run["hot_path_calls"]
+
+
+def test_every_due_thread_is_reflected(report) -> None:
+    """Dispatch lag runs: no thread starved, each reflected once."""
+    for run in sections(report)["4"]["counters"].values():
+        assert run["starved"] == 0
+        assert run["reflected"] == run["threads"]
+
+
+def test_throughput_runs_commit_every_reflection(report) -> None:
+    """Serial and concurrent runs commit one reflection (one LLM call) per thread."""
+    for run in sections(report)["5"]["counters"].values():
+        assert run["committed"] == run["reflections"]
+        assert run["llm_calls"] == run["reflections"]
+
+
+def test_search_and_memory_counters(report) -> None:
+    """Search ran at each size; the import probes ran; the bench cleaned its keys."""
+    search = sections(report)["6"]["counters"]
+    assert [v["memories"] for v in search.values()] == [40, 80]
+    imports = sections(report)["7"]["counters"]["imports"]
+    assert set(imports) == {"sys", "redis", "producer"}
+    assert report["keys_cleaned_up"] >= 0
+    enqueue = sections(report)["2"]["counters"]
+    assert enqueue["hiredis"] is True
