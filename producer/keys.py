@@ -6,7 +6,6 @@ Layout (``p`` is the key prefix, ``u``/``t`` user and thread ids, which cannot c
 - ``p:buf:u:t``      list   buffered turns (JSON), oldest first; trimmed only after commit
 - ``p:msgids:u:t``   set    message ids already accepted (idempotent append), with a TTL
 - ``p:journal:u:t``  string write-ahead commit plan of the reflection in progress
-- ``p:threads:u``    set    thread ids of a user that have state (for ``forget``)
 - ``p:lease:u``      string per-user lease token (fenced by ``p:fence:u``)
 - ``p:fence:u``      int    monotonically increasing lease fencing counter
 - ``p:due_ss``       zset   ``u:t`` → due time (ms); trailing-edge debounce
@@ -56,9 +55,6 @@ class Keys:
 
     def journal(self, user_id: str, thread_id: str) -> str:
         return f"{self.prefix}:journal:{user_id}:{thread_id}"
-
-    def user_threads(self, user_id: str) -> str:
-        return f"{self.prefix}:threads:{user_id}"
 
     def lease(self, user_id: str) -> str:
         return f"{self.prefix}:lease:{user_id}"

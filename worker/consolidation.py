@@ -43,6 +43,10 @@ class UserReport:
     expired: int = 0
     llm_calls: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """The summary a task result and ``reverie consolidate USER --json`` show."""
+        return {"users": 1, "busy": int(self.busy), "merged": self.merged, "expired": self.expired}
+
 
 @dataclass
 class ConsolidationReport:

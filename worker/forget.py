@@ -1,7 +1,7 @@
 """Forget a user everywhere: Qdrant memories and every Redis key that names the user.
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
-set, journal), per-user keys (``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
+set, journal), per-user keys (``p:history:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
 the global due/in-flight sorted sets and the dead-letter hash, and Celery results
 (``reflect:u:t:g…`` task ids, every outcome including failures). Per-thread keys are found
 with ``SCAN MATCH`` (ids cannot contain glob characters or ``:``), members with
@@ -97,9 +97,11 @@ def forget_user(
     dead = _members_of(client, keys.dlq, user_id, hash_=True)
     results = _celery_results(client, celery_prefix or keys.celery_prefix(), user_id)
     pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.history(user_id))
     for key in per_thread["buf"]:
         pipe.llen(key)
-    buffered = sum(int(n) for n in pipe.execute()) if per_thread["buf"] else 0
+    history_entries, *buffer_lengths = (int(n) for n in pipe.execute())
+    buffered = sum(buffer_lengths)
 
     pipe = client.pipeline(transaction=True)
     if due:
@@ -108,10 +110,8 @@ def forget_user(
         pipe.zrem(keys.inflight_ss, *inflight)
     if dead:
         pipe.hdel(keys.dlq, *dead)
-    history_entries = int(client.llen(keys.history(user_id)))
     pipe.zrem(keys.changed_ss, user_id)
-    data_keys = [k for group in per_thread.values() for k in group] + results + [keys.user_threads(user_id)]
-    data_keys.append(keys.history(user_id))
+    data_keys = [k for group in per_thread.values() for k in group] + results + [keys.history(user_id)]
     pipe.delete(*data_keys)
     pipe.delete(keys.fence(user_id), keys.lease(user_id))  # ours now; not counted
     deleted_keys = int(pipe.execute()[-2])

@@ -86,7 +86,7 @@ def register(app: Celery) -> None:
         runtime = get_runtime(settings)
         if user_id is not None:
             report = consolidate_user(runtime, check_id(user_id))
-            return {"users": 1, "busy": int(report.busy), "merged": report.merged, "expired": report.expired}
+            return report.counts()
 
         def progress(counts: dict[str, int]) -> None:
             if self.request.id:  # not when called eagerly in-process

@@ -3,6 +3,8 @@ exactly as an application would register its own through ``REVERIE_PROFILES``.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import BaseModel, Field
 
 from schemas.profiles import Profile
@@ -36,21 +38,8 @@ food_profile = Profile(
     enable_deletes=True,
     namespace=("chat", "{user_id}"),
 )
-food_no_deletes = Profile(
-    name="food-nodelete",
-    schemas=(UserFoodPreference,),
-    instructions=FOOD_INSTRUCTIONS,
-    enable_deletes=False,
-    namespace=("chat", "{user_id}"),
-)
-food_tombstone = Profile(
-    name="food-tombstone",
-    schemas=(UserFoodPreference,),
-    instructions=FOOD_INSTRUCTIONS,
-    enable_deletes=True,
-    delete_mode="tombstone",
-    namespace=("chat", "{user_id}"),
-)
+food_no_deletes = replace(food_profile, name="food-nodelete", enable_deletes=False)
+food_tombstone = replace(food_profile, name="food-tombstone", delete_mode="tombstone")
 life_profile = Profile(
     name="life",
     schemas=(UserFoodPreference, UserLocation),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from pydantic import BaseModel, Field
 
 from schemas.messages import BufferedTurn
+from tests.support.food import food_profile
 from tests.support.scripted_llm import Fault, ScriptedLLM, tool_calls_reply
 from worker.embeddings import HashEmbedder
 from worker.errors import LLMUnavailable
@@ -15,17 +15,7 @@ from worker.extraction import LLMExtractor, OfflineExtractor
 from worker.extraction.tools import ToolCall, judge, tool_specs
 from worker.profiles import Profile
 
-
-class UserFoodPreference(BaseModel):
-    """A food the user likes or dislikes."""
-
-    food_name: str
-    cuisine: str | None = None
-    preference: int = Field(ge=0, le=100)
-    description: str | None = None
-
-
-FOOD = Profile(name="food", schemas=(UserFoodPreference,), enable_deletes=True)
+FOOD = food_profile
 
 
 def test_tools_follow_the_schema_and_the_flags() -> None:

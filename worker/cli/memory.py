@@ -59,7 +59,7 @@ def consolidate(
     if user is not None:
         check_id("user", user)
         report = consolidate_user(rt, user)
-        counts = {"users": 1, "busy": int(report.busy), "merged": report.merged, "expired": report.expired}
+        counts = report.counts()
     else:
         with Progress(
             TextColumn("consolidating"), BarColumn(), MofNCompleteColumn(), console=console, disable=as_json
