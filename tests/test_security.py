@@ -188,9 +188,15 @@ def test_results_and_task_args_carry_ids_only(make_system, scripted, redis_clien
     system.wait_for(lambda: system.runtime.coordinator.dead_letters() != [], timeout_s=20, what="dead letter")
     system.wait_idle()
     session_prefix = system.app.reverie_settings.key_prefix
-    metas = [k for k in redis_client.scan_iter(match=f"{session_prefix}:celery:*{user}*", count=1000)]
-    assert len(metas) >= 2, metas
-    stored = "\n".join(json.dumps(json.loads(redis_client.get(k))) for k in metas)
+
+    def stored_results() -> str:
+        metas = [k for k in redis_client.scan_iter(match=f"{session_prefix}:celery:*{user}*", count=1000)]
+        return "\n".join(json.dumps(json.loads(v)) for k in metas if (v := redis_client.get(k)))
+
+    # The dead letter is written before the task raises; Celery stores the FAILURE just after.
+    system.wait_for(lambda: "ReflectionFailed" in stored_results(), timeout_s=10, what="failure result stored")
+    stored = stored_results()
+    assert len(stored.splitlines()) >= 2, stored
     assert '"committed"' in stored and "ReflectionFailed" in stored
     assert _grep(stored, ["passport", "X1234567", LLM_KEY]) == []
     dead = json.dumps([d.model_dump() for d in system.runtime.coordinator.dead_letters()])
