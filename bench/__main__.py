@@ -55,7 +55,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
     from bench.report import Section
     from bench.search import search_latency
     from tests.support.scripted_llm import ScriptedLLM
-    from worker.logs import configure
+    from worker.observability.logs import configure
 
     configure("ERROR", json=True)
     sections: list[Section] = []

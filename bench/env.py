@@ -52,7 +52,7 @@ def bench_env() -> Iterator[BenchEnv]:
     server = None
     kind = "REDIS_URL"
     if not url:
-        from worker.embedded import start_embedded_redis
+        from worker.ops.embedded import start_embedded_redis
 
         server = start_embedded_redis()
         url = server.connection_url

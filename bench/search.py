@@ -12,10 +12,12 @@ from qdrant_client import models as qm
 
 from bench.env import BenchEnv
 from bench.report import Section, percentile, ratio
+from producer.memories.layout import collection_name, user_filter
 from schemas.memory import MemorySource
 from schemas.reflection import MemoryOp
 from schemas.settings import Settings
-from worker.store import MemoryStore, build_payload, collection_name, open_store, user_filter
+from worker.memory.store import MemoryStore, open_store
+from worker.memory.store.payload import build_payload
 
 FOODS = ("ramen", "pasta", "sushi", "curry", "tacos", "pho", "bibimbap", "paella", "falafel", "dumplings")
 BATCH = 1000

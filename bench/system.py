@@ -113,7 +113,7 @@ def running_system(
     **overrides: Any,
 ) -> Iterator[System]:
     from worker.app import create_app, make_dispatcher
-    from worker.dispatcher import DispatcherThread
+    from worker.pipeline.dispatcher import DispatcherThread
     from worker.runtime import build_runtime, install
 
     prefix = env.sub_prefix(name)

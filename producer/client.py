@@ -26,7 +26,7 @@ from producer import core
 from producer.config import ProducerConfig
 from producer.errors import ProducerUnavailable
 from producer.keys import Keys
-from producer.scripts import Scripts
+from producer.scripts import SubmitScripts
 from schemas.messages import Message, SubmitReceipt, SubmitRequest
 
 log = logging.getLogger("reverie.producer")
@@ -102,7 +102,7 @@ class _Base:
             extra={
                 "user_id": request.user_id,
                 "thread_id": request.thread_id,
-                "turns": len(request.messages),
+                "turn_count": len(request.messages),
                 "error": type(err).__name__,
             },
         )
@@ -117,7 +117,7 @@ class Producer(_Base):
         self.client = client or redis.Redis.from_url(
             self.config.redis_url, retry=Retry(NoBackoff(), 0), **_client_kwargs(self.config)
         )
-        self._scripts = Scripts(self.client)
+        self._scripts = SubmitScripts(self.client)
         self._spool_lock = threading.Lock()
 
     def submit(
@@ -177,7 +177,7 @@ class AsyncProducer(_Base):
         self.client = client or aioredis.Redis.from_url(
             self.config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **_client_kwargs(self.config)
         )
-        self._scripts = Scripts(self.client)
+        self._scripts = SubmitScripts(self.client)
         self._spool_lock = asyncio.Lock()
 
     async def submit(

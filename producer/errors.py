@@ -16,3 +16,7 @@ class InvalidSubmission(ProducerError, ValueError):
 
 class ProducerUnavailable(ProducerError, ConnectionError):
     """Redis could not be reached within the producer's timeout (policy ``raise``)."""
+
+
+class StoreUnavailable(ProducerError):
+    """Qdrant could not be reached or failed server-side; safe to retry later. Never carries secrets."""

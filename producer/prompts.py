@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from producer.core import describe_errors
 from producer.errors import InvalidSubmission
 from producer.keys import Keys
-from producer.scripts import Scripts
+from producer.scripts import SubmitScripts
 from schemas.errors import DecodeError
 from schemas.ids import check_id
 from schemas.procedural import PromptExample, PromptVersion
@@ -48,7 +48,7 @@ class PromptStore:
         self.r = client
         self.keys = keys
         self.history_max = history_max
-        self.scripts = Scripts(client)
+        self.scripts = SubmitScripts(client)
 
     def current(self, key: str) -> PromptVersion | None:
         check_id(key)

@@ -35,13 +35,32 @@ PERSISTENT_OK = ("stats", "changed_ss")
 (bounded by the number of users, drained by each consolidation run)."""
 
 
+@pytest.fixture(autouse=True)
+def _logging_state() -> Iterator[None]:
+    """Logging is process-global: a test that configures it (a CLI run, a DEBUG security test)
+    must not change what the next test's processes print."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    named = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lvl in named.items():
+        logging.getLogger(name).setLevel(lvl)
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
         return
-    from worker.embedded import start_embedded_redis
+    from worker.ops.embedded import start_embedded_redis
 
     server = start_embedded_redis()
     yield server.connection_url
@@ -202,7 +221,7 @@ def make_system(
     redis_url: str, redis_client: redis.Redis, prefix: str, tmp_path: Path, celery_app: Any
 ) -> Iterator[Callable[..., System]]:
     from worker.app import make_dispatcher
-    from worker.dispatcher import DispatcherThread
+    from worker.pipeline.dispatcher import DispatcherThread
     from worker.runtime import build_runtime, install
 
     started: list[tuple[System, DispatcherThread]] = []

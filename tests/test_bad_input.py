@@ -150,7 +150,7 @@ def test_cli_exits_non_zero_with_one_line_naming_the_variable() -> None:
         "COLUMNS": "80",
     }
     proc = subprocess.run(
-        [sys.executable, "-c", "from worker.cli import main; main()", "stats"],
+        [sys.executable, "-c", "from worker.ops.cli import main; main()", "stats"],
         cwd=ROOT_DIR,
         env=env,
         capture_output=True,

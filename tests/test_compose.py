@@ -61,7 +61,7 @@ def test_schema_rejects_a_broken_file(compose) -> None:
 
 
 def _registered_reverie_commands() -> set[str]:
-    from worker.cli import cli
+    from worker.ops.cli import cli
 
     group = typer.main.get_command(cli)
     return set(group.commands)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer.main
 
-from worker.settings_doc import END, START, render_readme, table
+from worker.ops.settings_doc import END, START, render_readme, table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -28,7 +28,7 @@ def test_generated_table_has_a_row_per_setting() -> None:
 
 
 def test_readme_lists_every_cli_command() -> None:
-    from worker.cli import cli
+    from worker.ops.cli import cli
 
     text = README.read_text()
     group = typer.main.get_command(cli)

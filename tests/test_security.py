@@ -17,12 +17,12 @@ import structlog
 from pydantic import SecretStr
 
 from producer import Producer, ProducerConfig
+from schemas.profiles import Profile, register
 from schemas.settings import Settings
 from tests.conftest import uid
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.procs import PrivateRedis
 from tests.support.scripted_llm import Reply, tool_calls_reply
-from worker.profiles import Profile, register
 
 LLM_KEY = "sk-live-0123456789abcdefSECRET"
 DELETING = register(Profile(name="sec-deleting", enable_deletes=True))
@@ -121,7 +121,7 @@ def test_acl_user_and_password_work_and_never_leak(private_redis, tmp_path, capf
     password, the LLM key and the conversation text appear in no log line, and the raw broker
     message holds ids only."""
     from worker.app import create_app, make_dispatcher
-    from worker.logs import configure
+    from worker.observability.logs import configure
     from worker.runtime import build_runtime, install
 
     admin = redis.Redis.from_url(private_redis.url())

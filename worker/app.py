@@ -11,21 +11,26 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
-from producer.keys import Keys
 from schemas.settings import Settings
-from worker.coordination import Claimed
-from worker.dispatcher import Dispatcher, DispatcherThread
+from worker.observability.logs import configure
+from worker.pipeline.coordinator import Claimed
+from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
+from worker.pipeline.keys import WorkerKeys
 from worker.runtime import get_runtime, redis_url
 from worker.tasks import CONSOLIDATE, REFLECT, register
 
+_log_level = "INFO"
+
 
 def create_app(settings: Settings | None = None) -> Celery:
+    global _log_level
     settings = settings or Settings()
+    _log_level = settings.log_level
     url = redis_url(settings)
     broker = settings.broker_url.get_secret_value() if settings.broker_url else url
-    prefix = Keys(settings.key_prefix).celery_prefix()
+    prefix = WorkerKeys(settings.key_prefix).celery_prefix()
     app = Celery("reverie", broker=broker, backend=url, set_as_current=False)
     app.reverie_settings = settings  # type: ignore[attr-defined]
     app.conf.update(
@@ -59,7 +64,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_soft_time_limit=max(settings.lease_s - 30, 1),
         task_time_limit=settings.lease_s,
         broker_connection_retry_on_startup=True,
+        # Logging is Reverie's (``_logging`` below): one handler, one format. Celery must not
+        # add its own, nor turn stdout/stderr into loggers (every JSON line would be logged twice).
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         task_routes={REFLECT: {"queue": "reverie"}},
         # `celery beat` keeps its schedule and lock in Redis (celery-redbeat), not in a local
         # shelve file: any number of beat processes can run, one holds the lock and the rest
@@ -138,10 +146,11 @@ class MetricsStep(bootsteps.StartStopStep):
         self.server: Any = None
 
     def start(self, parent: Any) -> None:
-        from worker.metrics import build_registry, serve
+        from worker.observability.metrics import build_registry, serve
+        from worker.pipeline.stats import RedisCollector
 
         settings: Settings = parent.app.reverie_settings
-        self.server = serve(build_registry(get_runtime(settings).coordinator), settings.metrics_port)
+        self.server = serve(build_registry(RedisCollector(get_runtime(settings).coordinator)), settings.metrics_port)
 
     def stop(self, parent: Any) -> None:
         if self.server is not None:
@@ -149,12 +158,17 @@ class MetricsStep(bootsteps.StartStopStep):
             self.server.server_close()
 
 
+@signals.setup_logging.connect
+def _logging(loglevel: Any = None, **_: Any) -> None:
+    """A receiver here makes Celery leave logging alone: its own loggers go through Reverie's
+    handler (``worker.observability.logs``), once, in one format."""
+    configure(_log_level)
+
+
 def __getattr__(name: str) -> Any:
     # ``celery -A worker.app`` looks up ``app``/``celery``; build it on first access so that
     # importing this module (e.g. from tests) does not read the environment.
     if name in ("app", "celery"):
-        from worker.logs import configure
-
         global app
         settings = Settings()
         configure(settings.log_level)

@@ -1,6 +1,15 @@
-"""Errors raised by the Reverie worker."""
+"""Errors raised by the Reverie worker.
+
+``EXPECTED`` are the failures of normal operation (a model that keeps failing, an answer that
+never validates, Qdrant down, a foreign id refused): they are logged as one WARNING line with
+ids. Anything else is unexpected and is logged once at ERROR with its traceback.
+"""
 
 from __future__ import annotations
+
+from producer.errors import StoreUnavailable
+from schemas.errors import SchemaError
+from schemas.profiles import ProfileError
 
 
 class ReverieError(Exception):
@@ -9,10 +18,6 @@ class ReverieError(Exception):
 
 class ForeignMemoryError(ReverieError):
     """A write targeted a memory id that is not one of this user's memories."""
-
-
-class StoreUnavailable(ReverieError):
-    """Qdrant could not be reached or failed server-side; safe to retry later. Never carries secrets."""
 
 
 class ExtractionFailed(ReverieError):
@@ -27,5 +32,15 @@ class InvalidTaskArguments(ReverieError):
     """A reflect task arrived with arguments that are not (user_id, thread_id, generation)."""
 
 
-class ConfigError(ReverieError):
-    """Settings are missing or out of range; raised at startup with the field named."""
+EXPECTED: tuple[type[Exception], ...] = (ReverieError, StoreUnavailable, ProfileError, SchemaError)
+"""Failures that are part of normal operation: logged without a traceback."""
+
+__all__ = [
+    "EXPECTED",
+    "ExtractionFailed",
+    "ForeignMemoryError",
+    "InvalidTaskArguments",
+    "LLMUnavailable",
+    "ReverieError",
+    "StoreUnavailable",
+]

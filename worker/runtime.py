@@ -1,8 +1,8 @@
-"""Process-wide dependencies of a worker, built once from ``Settings`` (lazily, so the
-Celery app imports fast and each forked process opens its own connections).
+"""Process-wide dependencies of a worker, built once from ``Settings`` (lazily, so the Celery
+app imports fast and each forked process opens its own connections).
 
-Tests and the demo may ``install`` a runtime they built, e.g. to share one local-mode
-Qdrant client (local mode allows one process at a time)."""
+Tests and the demo may ``install`` a runtime they built, e.g. to share one local-mode Qdrant
+client (local mode allows one process at a time)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from functools import lru_cache
 
 import redis
 
-from producer.keys import Keys
+from producer.memories.embeddings import Embedder, make_embedder
 from schemas.profiles import DEFAULT as DEFAULT_PROFILE
+from schemas.profiles import Profile, load_profiles, register
 from schemas.settings import Settings
-from worker.coordination import Coordinator
-from worker.embeddings import Embedder, make_embedder
-from worker.extraction import Extractor, LLMExtractor, OfflineExtractor
-from worker.history import HistoryLog
-from worker.profiles import Profile, load_profiles, register
-from worker.reflection import Reflector
-from worker.store import MemoryStore, open_store
+from worker.memory.extraction import Extractor, LLMExtractor, OfflineExtractor
+from worker.memory.history import HistoryLog
+from worker.memory.llm import LLMClient, load_litellm
+from worker.memory.store import MemoryStore, open_store
+from worker.pipeline.coordinator import Coordinator
+from worker.pipeline.keys import WorkerKeys
+from worker.pipeline.reflection import Reflector
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -53,13 +54,7 @@ def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[
         if not model:
             return OfflineExtractor(embedder, episodic=profile.episodic)
         return LLMExtractor(
-            profile,
-            model=model,
-            api_base=settings.llm_api_base,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            timeout_s=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-            validation_retries=settings.validation_retries,
+            profile, LLMClient.from_settings(settings, model), validation_retries=settings.validation_retries
         )
 
     return extractor_for
@@ -68,9 +63,7 @@ def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[
 def warm_up(settings: Settings) -> None:
     """Import litellm now (about 6 s of CPU) rather than inside the first reflection."""
     if settings.model or not settings.embedding_model.startswith("hash-"):
-        from worker.extraction.llm import _litellm
-
-        _litellm()
+        load_litellm()
 
 
 def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
@@ -79,7 +72,7 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
     load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
     warm_up(settings)
     client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
-    keys = Keys(settings.key_prefix)
+    keys = WorkerKeys(settings.key_prefix)
     coordinator = Coordinator(
         client, keys, history_ttl_s=settings.history_retention_s, history_max=settings.history_max_entries
     )

@@ -1,4 +1,9 @@
-"""Celery tasks: thin shells that validate ids, bind log context and call the core."""
+"""Celery tasks: thin shells that validate ids, bind log context and call the core.
+
+The task functions are defined once, here, and ``register`` binds these same functions to each
+app ``create_app`` builds, so any number of apps (tests, bench, the demo) share one definition
+and Celery sees no duplicate. Settings come from the app the task runs on.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,21 @@ import time
 from typing import Any
 
 import structlog
-from celery import Celery
+from celery import Celery, Task
 from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from producer.core import describe_errors
+from schemas.ids import check_id
 from schemas.reflection import ReflectArgs
+from schemas.settings import Settings
 from worker.errors import InvalidTaskArguments
-from worker.metrics import observe_reflection
+from worker.observability.logs import get_logger
+from worker.observability.metrics import observe_reflection
+from worker.pipeline.reflection import ReflectionFailed
 from worker.runtime import get_runtime
 
-log = structlog.get_logger("reverie.tasks")
+log = get_logger("reverie.tasks")
 REFLECT = "reverie.reflect"
 CONSOLIDATE = "reverie.consolidate"
 OPTIMIZE_PROMPT = "reverie.optimize_prompt"
@@ -29,6 +38,14 @@ event (Flower turns an unknown event type into that state) and raises ``Ignore``
 ``task-succeeded`` event overrides it; the message is still acknowledged. Trade-off: these
 states are not in ``celery.states.READY_STATES``, so ``AsyncResult.get()`` would wait forever
 on them; read ``AsyncResult.state``/``.info`` instead (nothing in Reverie waits on results)."""
+
+EXPECTED_FAILURES = (ReflectionFailed, InvalidTaskArguments)
+"""Failures Reverie has already logged (one line, ids only): Celery records the FAILURE state
+but does not log them again with a traceback (``Task.throws``)."""
+
+
+def _settings(task: Task) -> Settings:
+    return task.app.reverie_settings  # type: ignore[attr-defined,no-any-return]
 
 
 def parse_reflect_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReflectArgs:
@@ -43,66 +60,63 @@ def parse_reflect_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reflect
         raise InvalidTaskArguments("invalid reflect arguments: " + "; ".join(describe_errors(e))) from None
 
 
-def register(app: Celery) -> None:
-    settings = app.reverie_settings  # type: ignore[attr-defined]
-
-    @app.task(name=REFLECT, bind=True, ignore_result=False, shared=False)
-    def reflect(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Reflect one thread: ids in, counts out. Never carries conversation text."""
+def reflect(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Reflect one thread: ids in, counts out. Never carries conversation text."""
+    try:
         parsed = parse_reflect_args(args, kwargs)
-        with structlog.contextvars.bound_contextvars(
-            user_id=parsed.user_id,
-            thread_id=parsed.thread_id,
-            generation=parsed.generation,
-            task_id=self.request.id,
-        ):
-            started = time.monotonic()
-            try:
-                result = get_runtime(settings).reflector.run(parsed)
-            except Exception:
-                observe_reflection("failed", started)
-                raise
-            observe_reflection(result.outcome, started)
-            log.info(
-                "reflection finished",
-                outcome=result.outcome,
-                inserted=result.inserted,
-                updated=result.updated,
-            )
-            summary = result.model_dump()
-            state = CUSTOM_STATES.get(result.outcome)
-            if state is not None and self.request.id and not self.request.is_eager:
-                self.update_state(state=state, meta=summary)
-                self.send_event(f"task-{result.outcome}", result=summary)
-                raise Ignore()
-            return summary
+    except InvalidTaskArguments as e:
+        log.warning("reflect task refused", task_id=self.request.id, error=str(e))
+        raise
+    with structlog.contextvars.bound_contextvars(
+        user_id=parsed.user_id, thread_id=parsed.thread_id, generation=parsed.generation, task_id=self.request.id
+    ):
+        started = time.monotonic()
+        try:
+            result = get_runtime(_settings(self)).reflector.run(parsed)
+        except Exception:
+            observe_reflection("failed", started)
+            raise  # logged once by the reflector: a WARNING, or an ERROR with traceback if unexpected
+        observe_reflection(result.outcome, started)
+        log.info("reflection finished", outcome=result.outcome, inserted=result.inserted, updated=result.updated)
+        summary = result.model_dump()
+        state = CUSTOM_STATES.get(result.outcome)
+        if state is not None and self.request.id and not self.request.is_eager:
+            self.update_state(state=state, meta=summary)
+            self.send_event(f"task-{result.outcome}", result=summary)
+            raise Ignore()
+        return summary
 
-    @app.task(name=CONSOLIDATE, bind=True, ignore_result=False)
-    def consolidate(self: Any, flush: bool | None = None, user_id: str | None = None) -> dict[str, Any]:
-        """Batch consolidation (Celery beat). Progress is task state PROGRESS with counts (Flower)."""
-        from schemas.ids import check_id
-        from worker.consolidation import consolidate_all, consolidate_user
 
-        runtime = get_runtime(settings)
-        if user_id is not None:
-            report = consolidate_user(runtime, check_id(user_id))
-            return report.counts()
+def consolidate(self: Task, flush: bool | None = None, user_id: str | None = None) -> dict[str, Any]:
+    """Batch consolidation (Celery beat). Progress is task state PROGRESS with counts (Flower)."""
+    from worker.features.consolidation import consolidate_all, consolidate_user
 
-        def progress(counts: dict[str, int]) -> None:
-            if self.request.id:  # not when called eagerly in-process
-                self.update_state(state="PROGRESS", meta=counts)
+    settings = _settings(self)
+    runtime = get_runtime(settings)
+    if user_id is not None:
+        return consolidate_user(runtime, check_id(user_id)).counts()
 
-        do_flush = settings.consolidate_flush if flush is None else bool(flush)
-        # end well inside task_time_limit (= lease_s); users not reached stay marked
-        budget_s = max(settings.lease_s * 0.8 - 10, 10)
-        return consolidate_all(runtime, flush=do_flush, progress=progress, time_budget_s=budget_s).counts()
+    def progress(counts: dict[str, int]) -> None:
+        if self.request.id:  # not when called eagerly in-process
+            self.update_state(state="PROGRESS", meta=counts)
 
-    @app.task(name=OPTIMIZE_PROMPT, bind=True, ignore_result=False)
-    def optimize(self: Any, key: str) -> dict[str, Any]:
-        """Procedural memory: improve the prompt of ``key`` from its recorded examples (ids only)."""
-        from dataclasses import asdict
+    do_flush = settings.consolidate_flush if flush is None else bool(flush)
+    # end well inside task_time_limit (= lease_s); users not reached stay marked
+    budget_s = max(settings.lease_s * 0.8 - 10, 10)
+    return consolidate_all(runtime, flush=do_flush, progress=progress, time_budget_s=budget_s).counts()
 
-        from schemas.ids import check_id
-        from worker.procedural import optimize_prompt
 
-        return asdict(optimize_prompt(get_runtime(settings), check_id(key)))
+def optimize(self: Task, key: str) -> dict[str, Any]:
+    """Procedural memory: improve the prompt of ``key`` from its recorded examples (ids only)."""
+    from dataclasses import asdict
+
+    from worker.features.procedural import optimize_prompt
+
+    return asdict(optimize_prompt(get_runtime(_settings(self)), check_id(key)))
+
+
+def register(app: Celery) -> None:
+    """Bind the task functions above to ``app`` (not shared with other apps)."""
+    app.task(reflect, name=REFLECT, bind=True, ignore_result=False, shared=False, throws=EXPECTED_FAILURES)
+    app.task(consolidate, name=CONSOLIDATE, bind=True, ignore_result=False, shared=False)
+    app.task(optimize, name=OPTIMIZE_PROMPT, bind=True, ignore_result=False, shared=False)

@@ -2,7 +2,8 @@
 
 One endpoint, ``POST /chat``:
 
-1. **Hot path read**: search the user's memories in Qdrant (user-filtered, a few ms on a server).
+1. **Hot path read**: search the user's memories with Reverie's read client
+   (``producer.memories``: user-filtered, a few ms on a Qdrant server).
 2. Put them into the system prompt and call the configured model through litellm.
 3. **Fire and forget**: hand both turns to Reverie with ``AsyncProducer`` in a background task
    and answer without waiting. With Redis down the producer's default ``drop`` policy logs a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,10 +29,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from producer import AsyncProducer, ProducerConfig
+from producer.memories import MemoryReader, open_reader
 from schemas.ids import SafeId
 from schemas.settings import Settings
-from worker.store import MemoryStore, open_store
 
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch prices at import
 log = structlog.get_logger("reverie.chat")
 MEMORIES_IN_PROMPT = 5
 SUBMIT_DRAIN_S = 5.0
@@ -58,25 +61,25 @@ def system_prompt(memories: list[str]) -> str:
 
 
 class ChatService:
-    def __init__(self, settings: Settings, store: MemoryStore, producer: AsyncProducer) -> None:
+    def __init__(self, settings: Settings, reader: MemoryReader, producer: AsyncProducer) -> None:
         self.settings = settings
-        self.store = store
+        self.reader = reader
         self.producer = producer
         self.pending: set[asyncio.Task[Any]] = set()
 
     async def recall(self, user_id: str, text: str) -> list[str]:
         try:
-            hits = await run_in_threadpool(self.store.search, user_id, text, limit=MEMORIES_IN_PROMPT)
+            hits = await run_in_threadpool(self.reader.search, user_id, text, limit=MEMORIES_IN_PROMPT)
         except Exception as e:  # memory is an extra: answer without it rather than fail
             log.warning("memory search failed", user_id=user_id, error=type(e).__name__)
             return []
         return [h.content for h in hits]
 
     async def complete(self, prompt: str, message: str) -> str:
-        from worker.extraction.llm import _litellm
+        import litellm  # the chat app's own model call; Reverie's workers do the memory work
 
         s = self.settings
-        response = await _litellm().acompletion(
+        response = await litellm.acompletion(
             model=s.model,
             messages=[{"role": "system", "content": prompt}, {"role": "user", "content": message}],
             api_base=s.llm_api_base,
@@ -120,24 +123,24 @@ def producer_config(settings: Settings) -> ProducerConfig:
     )
 
 
-def create_app(settings: Settings | None = None, *, store: MemoryStore | None = None) -> FastAPI:
-    """The FastAPI app. ``store`` lets a caller share an open store (local-mode Qdrant allows
-    one client per folder); otherwise one is opened from the settings at start-up."""
+def create_app(settings: Settings | None = None, *, reader: MemoryReader | None = None) -> FastAPI:
+    """The FastAPI app. ``reader`` lets a caller share an open read client (local-mode Qdrant
+    allows one client per folder); otherwise one is opened from the settings at start-up."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or Settings()
-        own_store = store is None
-        memory_store = store or open_store(s)
+        own_reader = reader is None
+        memory_reader = reader or open_reader(s)
         producer = AsyncProducer(producer_config(s))
-        app.state.chat = ChatService(s, memory_store, producer)
+        app.state.chat = ChatService(s, memory_reader, producer)
         try:
             yield
         finally:
             await app.state.chat.drain()
             await producer.aclose()
-            if own_store:
-                memory_store.close()
+            if own_reader:
+                memory_reader.close()
 
     app = FastAPI(title="Reverie example chat server", lifespan=lifespan)
 

@@ -43,7 +43,7 @@ def test_chat_uses_memories_and_feeds_the_pipeline(make_system, scripted) -> Non
     scripted.set_responder(chat_and_extract(prompts, threading.Lock()))
     system = make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test")
     user = uid("diner")
-    app = create_app(system.settings, store=system.runtime.store)
+    app = create_app(system.settings, reader=system.runtime.store)
     with TestClient(app) as client:
         first = client.post("/chat", json={"user_id": user, "thread_id": "t", "message": "I love tonkotsu ramen"})
         assert first.status_code == 200, first.text

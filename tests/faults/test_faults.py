@@ -158,7 +158,7 @@ def test_dispatcher_dying_mid_claim_loses_nothing_and_dispatches_nothing_twice(m
     the in-flight set until their deadline, then a new dispatcher sends them. Every thread is
     reflected exactly once (one LLM call each)."""
     from worker.app import make_dispatcher
-    from worker.dispatcher import DispatcherThread
+    from worker.pipeline.dispatcher import DispatcherThread
 
     system = make_system(start_dispatcher=False, inflight_timeout_s=2, **llm_settings(scripted))
     scripted.set_responder(insert_each_user_turn)
@@ -198,7 +198,7 @@ def test_dispatcher_dying_mid_claim_loses_nothing_and_dispatches_nothing_twice(m
 def test_dispatcher_backpressure_keeps_the_backlog_in_redis(make_system) -> None:
     """With max_inflight=4, a backlog of 10 due threads is sent 4 at a time: the rest wait in
     the due set (where no deadline runs) until claims finish."""
-    from worker.dispatcher import Dispatcher
+    from worker.pipeline.dispatcher import Dispatcher
 
     system = make_system(start_dispatcher=False)
     coord = system.runtime.coordinator

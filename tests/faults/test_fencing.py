@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from producer.memories.embeddings import HashEmbedder
 from schemas.memory import MemorySource
 from schemas.reflection import MemoryOp
 from tests.conftest import uid
-from worker.embeddings import HashEmbedder
 from worker.errors import ReverieError
-from worker.extraction.base import PlannedOp
-from worker.planning import build_plan
+from worker.memory.extraction.base import PlannedOp
+from worker.memory.planning import build_plan
 
 
 def test_stale_lease_holder_cannot_write_qdrant_or_trim(make_system) -> None:

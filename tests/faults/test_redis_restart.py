@@ -16,7 +16,7 @@ from producer import AsyncProducer, ProducerConfig
 from schemas.settings import Settings
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.procs import PrivateRedis, settings_env, wait_until
-from worker.store import open_store
+from worker.memory.store import open_store
 
 THREADS = 6
 

@@ -20,8 +20,8 @@ from tests.conftest import leaked_keys, uid
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.procs import WorkerProcess, wait_until
 from tests.support.scripted_llm import Reply
-from worker.faults import CRASH_ENV
-from worker.store import open_store
+from worker.memory.store import open_store
+from worker.pipeline.faults import CRASH_ENV
 
 KILLED = -signal.SIGKILL
 
@@ -32,7 +32,7 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
 ) -> None:
     """before the LLM call → during it → after journaling → after the Qdrant write → healthy:
     every turn becomes exactly one memory, and the lease and in-flight entry are released."""
-    from producer.keys import Keys
+    from worker.pipeline.keys import WorkerKeys as Keys
 
     keys = Keys(prefix)
     target: dict[str, Any] = {}

@@ -11,8 +11,8 @@ from schemas.messages import BufferedTurn
 from schemas.profiles import Profile, ProfileError, get_profile, load_profiles
 from schemas.reflection import CommitPlan, MemoryOp
 from tests.support import food
-from worker.history import entries_from_plan
-from worker.retrieval import cap, pinned
+from worker.memory.history import entries_from_plan
+from worker.memory.retrieval import cap, pinned
 
 
 def test_profiles_load_by_import_path_and_unknown_names_fail_clearly() -> None:

@@ -31,15 +31,15 @@ def preload() -> None:
 
     import worker.app
     import worker.runtime  # noqa: F401
-    from worker.extraction.llm import _litellm
+    from worker.memory.llm import load_litellm
 
-    _litellm()
+    load_litellm()
 
 
 def run_worker() -> None:
     from schemas.settings import Settings
     from worker.app import create_app
-    from worker.logs import configure
+    from worker.observability.logs import configure
 
     settings = Settings()
     configure(settings.log_level, json=True)

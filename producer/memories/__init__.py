@@ -1,0 +1,50 @@
+"""Reading memories on the hot path: ``MemoryReader`` searches, lists and gets one user's
+memories, always under the user filter, embedding queries exactly as the workers do.
+
+Importing this package loads qdrant-client (``import producer`` alone does not)::
+
+    from producer.memories import open_reader
+    reader = open_reader(Settings())          # REVERIE_QDRANT_URL, REVERIE_EMBEDDING_MODEL…
+    hits = reader.search("user-42", "where does the user live?", limit=5)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from producer.errors import StoreUnavailable
+from producer.memories.embeddings import Embedder, make_embedder
+from producer.memories.reader import MemoryReader
+from schemas.memory import MemoryRecord
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+    from schemas.settings import Settings
+
+__all__ = ["Embedder", "MemoryReader", "MemoryRecord", "StoreUnavailable", "open_qdrant", "open_reader"]
+
+
+def open_qdrant(settings: Settings) -> QdrantClient:
+    """The Qdrant client the settings name: a server when ``qdrant_url`` is set, else local mode."""
+    from qdrant_client import QdrantClient
+
+    if settings.qdrant_url:
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        # No version probe at start-up: it is a network call that only warns, and processes may
+        # start before Qdrant does. Outages surface as StoreUnavailable on use.
+        return QdrantClient(url=settings.qdrant_url, api_key=api_key, check_compatibility=False)
+    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+    # Every call is serialised by the reader's lock, so sharing the sqlite connections across
+    # threads is safe (macOS builds of sqlite would refuse otherwise).
+    return QdrantClient(path=str(settings.qdrant_path), force_disable_check_same_thread=True)
+
+
+def open_reader(settings: Settings, *, embedder: Embedder | None = None) -> MemoryReader:
+    """A reader for these settings, with the embedder the workers use (``REVERIE_EMBEDDING_MODEL``)."""
+    return MemoryReader(
+        open_qdrant(settings),
+        embedder or make_embedder(settings),
+        namespace=settings.namespace,
+        strategy=settings.collection_strategy,
+    )

@@ -1,0 +1,123 @@
+"""Reflection failure paths and crash recovery, with the real worker and scripted LLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.reflection import ReflectArgs
+from tests.conftest import uid
+from tests.support.llm_scripts import insert_each_user_turn
+from tests.support.scripted_llm import Reply, tool_calls_reply
+from worker.memory.extraction.base import ExtractionOutput, PlannedOp
+from worker.tasks import REFLECT
+
+
+def _system(make_system: Any, scripted: Any, **overrides: Any) -> Any:
+    scripted.set_responder(insert_each_user_turn)
+    return make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides)
+
+
+def test_invalid_arguments_go_back_to_the_model_then_commit(make_system, scripted) -> None:
+    """A malformed call is answered with its error; the corrected call is written."""
+    system = _system(make_system, scripted)
+    scripted.enqueue(
+        tool_calls_reply([("insert_memory", {"content": 123})]),
+        tool_calls_reply([("insert_memory", {"content": "likes tea"})]),
+    )
+    user = uid("u")
+    system.producer.submit(user, "t", [{"role": "user", "content": "I like tea"}])
+    system.wait_for(lambda: len(system.committed(user)) == 1, what="commit")
+    assert scripted.chat_calls == 2
+    feedback = scripted.chat_requests[1]["messages"]
+    assert any(m["role"] == "tool" and "ERROR: invalid arguments: content" in m["content"] for m in feedback)
+    assert [m.content for m in system.runtime.store.list(user)] == ["likes tea"]
+
+
+def test_unknown_alias_is_rejected_and_nothing_is_written(make_system, scripted) -> None:
+    """The model names memory '5' it was never shown: retried, then dead-lettered, nothing written."""
+    system = _system(make_system, scripted, validation_retries=1, max_attempts=1)
+    user = uid("u")
+
+    def bad(_: dict[str, Any]) -> Reply:
+        return tool_calls_reply(
+            [("insert_memory", {"content": "fine"}), ("update_memory", {"memory_id": "5", "content": "x"})]
+        )
+
+    scripted.set_responder(bad)
+    system.producer.submit(user, "t", [{"role": "user", "content": "hello"}])
+    system.wait_for(lambda: "dead_lettered" in system.outcomes(user), what="dead letter")
+    assert scripted.chat_calls == 2  # first try + one correction round
+    assert system.runtime.store.list(user) == []
+    [letter] = system.runtime.coordinator.dead_letters()
+    assert (letter.user_id, letter.thread_id) == (user, "t")
+    assert "still invalid" in letter.reason
+    keys = system.runtime.coordinator.keys
+    assert system.redis.llen(keys.buffer(user, "t")) == 1, "turns stay buffered for replay"
+    assert system.redis.zcard(keys.due_ss) == 0
+    assert system.runtime.coordinator.replay_dead(user, "t")
+    scripted.set_responder(insert_each_user_turn)
+    system.wait_for(lambda: len(system.committed(user)) == 1, what="commit after replay")
+    assert [m.content for m in system.runtime.store.list(user)] == ["hello"]
+
+
+def test_failure_is_retried_with_backoff_from_redis(make_system, scripted) -> None:
+    """An LLM 500 after retries fails the attempt; the thread is rescheduled, then commits."""
+    from tests.support.scripted_llm import Fault
+
+    system = _system(make_system, scripted, llm_max_retries=0)
+    scripted.enqueue(Fault.status(500))
+    user = uid("u")
+    system.producer.submit(user, "t", [{"role": "user", "content": "persist me"}])
+    system.wait_for(lambda: len(system.committed(user)) == 1, timeout_s=20, what="commit after retry")
+    assert system.outcomes(user)[0] == "failed"
+    assert [m.content for m in system.runtime.store.list(user)] == ["persist me"]
+
+
+def test_malformed_task_arguments_fail_naming_the_field(make_system, scripted) -> None:
+    """A reflect task sent by hand with bad ids fails with a clear error and touches nothing."""
+    system = _system(make_system, scripted)
+    result = system.app.send_task(REFLECT, kwargs={"user_id": "a:b", "thread_id": "t", "generation": 0})
+    try:
+        result.get(timeout=15)
+        raise AssertionError("task should have failed")
+    except Exception as e:
+        assert type(e).__name__ == "InvalidTaskArguments"
+        assert "user_id" in str(e) and "generation" in str(e)
+    assert scripted.chat_calls == 0
+
+
+def test_a_journal_left_by_a_dead_worker_is_replayed_without_the_llm(make_system, scripted) -> None:
+    """Crash between journaling and trimming: the next run applies the journal, no duplicate."""
+    system = _system(make_system, scripted, after_seconds=30)
+    runtime = system.runtime
+    user = uid("u")
+    system.producer.submit(user, "t", [{"role": "user", "content": "remember me", "id": "m1"}])
+    # Do what a worker does up to the commit point, then "die" before Qdrant and the trim.
+    coordinator, reflector = runtime.coordinator, runtime.reflector
+    token = coordinator.acquire_lease(user, 60_000)
+    snap = coordinator.snapshot(user, "t", 100)
+    from worker.memory.planning import build_plan
+
+    out = ExtractionOutput(ops=[PlannedOp("insert", "Memory", {"content": "remember me"}, "remember me")])
+    plan = build_plan(
+        user_id=user,
+        thread_id="t",
+        generation=snap.generation,
+        namespace=runtime.settings.namespace,
+        turns=snap.turns,
+        existing=[],
+        ops=out.ops,
+        embedder=runtime.embedder,
+        kind="semantic",
+        now_ms=1_000,
+    )
+    assert coordinator.prepare(token, plan, "rollback") == "ok"
+    runtime.store.apply(user, plan.ops, source=__import__("schemas").MemorySource(thread_id="t"), now_ms=1_000)
+    system.redis.delete(coordinator.keys.lease(user))  # the lease expired with the dead worker
+    result = reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=snap.generation))
+    assert result.outcome == "replayed"
+    assert scripted.chat_calls == 0
+    memories = runtime.store.list(user)
+    assert [m.id for m in memories] == [plan.ops[0].id]
+    assert system.redis.llen(coordinator.keys.buffer(user, "t")) == 0
+    assert coordinator.journal_raw(user, "t") is None

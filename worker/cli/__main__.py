@@ -1,5 +1,0 @@
-"""``python -m worker.cli`` == ``reverie``."""
-
-from worker.cli import main
-
-main()

@@ -1,0 +1,143 @@
+"""Memory tools for agents on the hot path: LangMem's ``manage_memory`` and ``search_memory``.
+
+``memory_tool_specs()`` gives OpenAI-format definitions; ``MemoryTools(runtime, user_id)``
+executes calls for ONE user, bound at construction and never taken from tool arguments. Every
+read goes through the user-filtered store and the profile's namespace; an id that is not one
+of this user's memories answers exactly like an id that does not exist, so a tool call can
+neither reach nor probe another user's data. Writes follow the reflection's rules: update
+keeps id and ``created_at`` and bumps ``version``; delete honours the profile's
+``delete_mode``; every change is recorded in the memory history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.ids import check_id
+from schemas.memory import MemoryRecord, MemorySource
+from schemas.profiles import Profile, get_profile, namespace_key
+from schemas.reflection import MemoryOp
+from worker.memory.history import entry_for_op
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
+
+MANAGE = "manage_memory"
+SEARCH = "search_memory"
+
+
+class ManageArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["create", "update", "delete"] = Field(description="What to do.")
+    content: str | None = Field(default=None, max_length=2000, description="Memory text (create, update).")
+    id: str | None = Field(default=None, max_length=64, description="Memory id (update, delete).")
+
+
+class SearchArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=2000, description="What to look for.")
+    limit: int = Field(default=5, ge=1, le=50, description="How many memories to return.")
+
+
+def _spec(name: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
+    params = model.model_json_schema()
+    params.pop("title", None)
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+
+
+def memory_tool_specs() -> list[dict[str, Any]]:
+    """OpenAI-format tool definitions for an agent's tool list."""
+    return [
+        _spec(MANAGE, "Create, update or delete a long-term memory about the user.", ManageArgs),
+        _spec(SEARCH, "Search the user's long-term memories.", SearchArgs),
+    ]
+
+
+class MemoryTools:
+    """Executors bound to one user (and one profile namespace)."""
+
+    def __init__(
+        self, runtime: Runtime, user_id: str, *, profile: str | Profile = "default", thread_id: str = ""
+    ) -> None:
+        self.runtime = runtime
+        self.user_id = check_id(user_id)
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.thread_id = thread_id
+        self.ns = self.profile.format_namespace(user_id, thread_id)
+
+    def execute(self, name: str, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        """Run one tool call; errors come back as ``{"error": ...}`` for the agent to read."""
+        try:
+            args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+            if name == MANAGE:
+                return self.manage_memory(ManageArgs.model_validate(args))
+            if name == SEARCH:
+                return self.search_memory(SearchArgs.model_validate(args))
+            return {"error": f"unknown tool {name!r}"}
+        except (json.JSONDecodeError, ValidationError, ValueError) as e:
+            return {"error": f"invalid arguments: {str(e)[:300]}"}
+
+    def search_memory(self, args: SearchArgs) -> dict[str, Any]:
+        found = self.runtime.store.search(self.user_id, args.query, limit=args.limit, ns=namespace_key(self.ns))
+        return {"memories": [{"id": m.id, "content": m.content, "kind": m.kind} for m in found]}
+
+    def _mine(self, memory_id: str | None) -> MemoryRecord | None:
+        if not memory_id:
+            return None
+        try:
+            found = self.runtime.store.get(self.user_id, [memory_id])
+        except ValueError:  # not a UUID: cannot be anyone's memory
+            return None
+        return next((m for m in found if m.ns == list(self.ns)), None)
+
+    def manage_memory(self, args: ManageArgs) -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
+        if args.action == "create":
+            if not args.content:
+                return {"error": "create needs content"}
+            op = MemoryOp(
+                op="insert",
+                id=str(uuid.uuid4()),
+                kind=self.profile.kind,
+                content=args.content,
+                data={"content": args.content},
+                created_at_ms=now_ms,
+                ns=list(self.ns),
+            )
+        else:
+            target = self._mine(args.id)
+            if target is None:
+                return {"error": f"no memory with id {args.id!r}"}
+            if args.action == "delete":
+                op = MemoryOp(
+                    op="delete",
+                    id=target.id,
+                    tombstone=self.profile.delete_mode == "tombstone",
+                    previous_content=target.content,
+                )
+            else:
+                if not args.content:
+                    return {"error": "update needs content"}
+                op = MemoryOp(
+                    op="update",
+                    id=target.id,
+                    kind=target.kind,
+                    content=args.content,
+                    data={"content": args.content},
+                    created_at_ms=int(target.created_at.timestamp() * 1000),
+                    version=target.version + 1,
+                    ns=list(self.ns),
+                    previous_content=target.content,
+                )
+        source = MemorySource(thread_id=self.thread_id or None)
+        self.runtime.store.apply(self.user_id, [op], source=source, now_ms=now_ms)
+        entry = entry_for_op(op, at_ms=now_ms, reflection=f"tool:{MANAGE}", thread_id=self.thread_id or None)
+        self.runtime.history.record(self.user_id, [entry])
+        return {"id": op.id, "action": args.action, "version": None if op.op == "delete" else op.version}

@@ -1,0 +1,105 @@
+"""Memory history: an audit record of every insert, update and delete, and the per-user
+"changed" marks that batch consolidation picks up.
+
+Storage choice: a capped Redis list per user, not Qdrant. History is an audit log, not memory:
+it is never searched by similarity, is read by ops for one (user, memory) at a time, and must be
+appended in the same atomic step that commits a reflection (the pipeline's FINALIZE script), so
+a crash can neither lose an entry nor write it twice. Retention: the newest
+``history_max_entries`` entries per user, kept ``history_retention_s`` after the user's last
+change (both settings). Qdrant stays the only memory store.
+
+Key names come from the caller (``HistoryKeys``: the pipeline's ``WorkerKeys`` fits), so the
+memory model names no Redis key of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol
+
+from producer.scripts import ScriptSet
+from schemas.memory import HistoryEntry
+from schemas.reflection import CommitPlan, MemoryOp
+
+
+class HistoryKeys(Protocol):
+    def history(self, user_id: str) -> str: ...
+
+    @property
+    def changed_ss(self) -> str: ...
+
+
+class HistoryScripts(ScriptSet):
+    PACKAGE: ClassVar[str] = "worker.memory"
+    NAMES: ClassVar[tuple[str, ...]] = ("record_changes", "clear_changed")
+
+    record_changes: Any
+    clear_changed: Any
+
+
+def reflection_id(thread_id: str, generation: int) -> str:
+    return f"{thread_id}:g{generation}"
+
+
+def entry_for_op(op: MemoryOp, *, at_ms: int, reflection: str, thread_id: str | None) -> HistoryEntry:
+    """The history entry of one planned write (pure)."""
+    return HistoryEntry(
+        memory_id=op.id,
+        op="tombstone" if op.op == "delete" and op.tombstone else op.op,
+        old_content=op.previous_content,
+        new_content=None if op.op == "delete" else op.content,
+        version=None if op.op == "delete" else op.version,
+        reflection_id=reflection,
+        thread_id=thread_id,
+        at_ms=at_ms,
+    )
+
+
+def entries_from_plan(plan: CommitPlan) -> list[HistoryEntry]:
+    """History of a committed reflection, derived from its journal alone (so a replay after a
+    crash records exactly the same entries)."""
+    rid = reflection_id(plan.thread_id, plan.generation)
+    return [entry_for_op(op, at_ms=plan.created_ms, reflection=rid, thread_id=plan.thread_id) for op in plan.ops]
+
+
+def encode(entries: Iterable[HistoryEntry]) -> list[str]:
+    return [e.model_dump_json(exclude_none=True) for e in entries]
+
+
+class HistoryLog:
+    """Append history outside reflections (tools, consolidation), read it back, and clear a
+    user's "changed" mark once consolidated."""
+
+    def __init__(self, client: Any, keys: HistoryKeys, *, retention_s: int, max_entries: int) -> None:
+        self.r = client
+        self.keys = keys
+        self.retention_s = retention_s
+        self.max_entries = max_entries
+        self.scripts = HistoryScripts(client)
+
+    def record(self, user_id: str, entries: list[HistoryEntry], *, mark_changed: bool = True) -> int:
+        """Append entries (and mark the user changed for the next consolidation)."""
+        if not entries and not mark_changed:
+            return 0
+        return int(
+            self.scripts.record_changes(
+                keys=[self.keys.history(user_id), self.keys.changed_ss],
+                args=[user_id, self.retention_s, self.max_entries, 1 if mark_changed else 0, *encode(entries)],
+            )
+        )
+
+    def history(self, user_id: str, memory_id: str | None = None, *, limit: int | None = None) -> list[HistoryEntry]:
+        """A user's history, oldest first; only ``memory_id``'s entries when given. Scans the
+        newest ``limit`` entries (default: all kept, at most ``max_entries``)."""
+        raw = self.r.lrange(self.keys.history(user_id), -(limit or self.max_entries), -1)
+        entries = [HistoryEntry.model_validate_json(x) for x in raw]
+        return [e for e in entries if memory_id is None or e.memory_id == memory_id]
+
+    def changed_users(self, limit: int) -> list[tuple[str, float]]:
+        """Users marked changed, oldest change first, with the mark's score."""
+        raw = self.r.zrange(self.keys.changed_ss, 0, limit - 1, withscores=True)
+        return [(u.decode() if isinstance(u, bytes) else u, float(score)) for u, score in raw]
+
+    def clear_changed(self, user_id: str, seen_score: float) -> bool:
+        """Unmark a consolidated user, unless it changed again after ``seen_score``."""
+        return bool(self.scripts.clear_changed(keys=[self.keys.changed_ss], args=[user_id, seen_score]))

@@ -1,0 +1,129 @@
+"""The chat-completion client every LLM feature shares (extraction, consolidation's merge, the
+prompt optimizer, ``reverie health``): litellm loaded on first use, transport faults (429
+honoring Retry-After, 5xx, timeouts) retried with tenacity, and usage counted per call."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from worker.errors import ExtractionFailed, LLMUnavailable
+from worker.observability.logs import get_logger
+
+log = get_logger("reverie.llm")
+
+
+def load_litellm() -> Any:
+    """Import litellm (about 6 s of CPU the first time) with the local cost map (no network)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def is_transient(exc: BaseException) -> bool:
+    litellm = load_litellm()
+    return isinstance(
+        exc,
+        litellm.RateLimitError
+        | litellm.InternalServerError
+        | litellm.ServiceUnavailableError
+        | litellm.Timeout
+        | litellm.APIConnectionError
+        | litellm.BadGatewayError,
+    ) or (isinstance(exc, litellm.APIError) and getattr(exc, "status_code", 500) >= 500)
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """Seconds from a Retry-After header on a litellm error, if the provider sent one."""
+    # litellm strips vendor headers from ``e.response``; they survive on litellm_response_headers.
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
+    try:
+        return min(float(value), 60.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _WaitRetryAfter(wait_random_exponential):
+    def __call__(self, retry_state: RetryCallState) -> float:
+        hinted = retry_after_s(retry_state.outcome.exception() if retry_state.outcome else None)
+        return hinted if hinted is not None else super().__call__(retry_state)
+
+
+@dataclass(slots=True)
+class Usage:
+    """What calls cost: counted into by ``LLMClient.complete``."""
+
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class LLMClient:
+    """One litellm model with its transport settings."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
+        backoff_max_s: float = 20.0,
+    ) -> None:
+        self.model = model
+        self._kwargs: dict[str, Any] = {"timeout": timeout_s, "num_retries": 0}
+        if api_base:
+            self._kwargs["api_base"] = api_base
+        if api_key:
+            self._kwargs["api_key"] = api_key
+        self.max_retries = max_retries
+        self.backoff_max_s = backoff_max_s
+
+    @classmethod
+    def from_settings(cls, settings: Any, model: str | None = None) -> LLMClient:
+        """The client for ``model`` (default ``REVERIE_MODEL``) with the settings' transport."""
+        return cls(
+            model or settings.model,
+            api_base=settings.llm_api_base,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+        )
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], usage: Usage) -> Any:
+        """One chat completion with transport retries, counted into ``usage``."""
+        litellm = load_litellm()
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=_WaitRetryAfter(multiplier=0.5, max=self.backoff_max_s),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    usage.llm_calls += 1
+                    response = litellm.completion(
+                        model=self.model, messages=messages, tools=tools, tool_choice="auto", **self._kwargs
+                    )
+        except Exception as e:
+            if is_transient(e):
+                raise LLMUnavailable(f"LLM failed after {self.max_retries + 1} attempts: {type(e).__name__}") from e
+            raise ExtractionFailed(f"LLM call failed: {type(e).__name__}") from e
+        tokens = getattr(response, "usage", None)
+        if tokens is not None:
+            usage.prompt_tokens += int(getattr(tokens, "prompt_tokens", 0) or 0)
+            usage.completion_tokens += int(getattr(tokens, "completion_tokens", 0) or 0)
+        try:
+            usage.cost_usd += float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # the cost map has no price for this model (e.g. a local one): cost unknown
+            log.debug("llm cost unknown", model=self.model)
+        return response

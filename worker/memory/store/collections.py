@@ -1,0 +1,41 @@
+"""Creating a collection: vectors sized by the embedder, Qdrant's multitenancy setup for the
+shared strategy, and a payload index for every field a read filters on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+if TYPE_CHECKING:
+    from producer.memories.reader import MemoryReader
+
+
+def create_collection(store: MemoryReader, name: str) -> None:
+    """Create ``name`` (another process may win the race: a 409 is fine)."""
+    shared = store.strategy == "shared"
+    try:
+        store._call(
+            store.client.create_collection,
+            name,
+            vectors_config=qm.VectorParams(size=store.embedder.dims, distance=qm.Distance.COSINE),
+            # Qdrant's multitenancy setup: per-tenant HNSW graphs instead of one global graph.
+            hnsw_config=qm.HnswConfigDiff(payload_m=16, m=0) if shared else None,
+        )
+    except UnexpectedResponse as exc:  # 409: another process created it first
+        if exc.status_code != 409:
+            raise
+    # Local mode warns that payload indexes have no effect there (brute-force search), and
+    # tests treat warnings as errors: only a server gets the indexes.
+    if store.local:
+        return
+    tenant = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=shared)
+    indexes: tuple[tuple[str, Any], ...] = (
+        ("user_id", tenant),
+        ("kind", qm.PayloadSchemaType.KEYWORD),
+        ("ns_key", qm.PayloadSchemaType.KEYWORD),  # profile namespace filter of retrieval
+        ("deleted", qm.PayloadSchemaType.BOOL),  # tombstones, excluded by every read
+    )
+    for field, schema in indexes:
+        store._call(store.client.create_payload_index, name, field, field_schema=schema, wait=True)

@@ -1,0 +1,1 @@
+"""Logging setup and process-local metrics: used by every layer above, importing none of them."""

@@ -1,0 +1,31 @@
+"""The ``reverie`` command (typer + rich). Errors are one line and a non-zero exit code.
+
+Commands live in small modules by concept: ``process`` (demo, worker, beat, flower,
+dispatcher), ``data`` (submit, search, memories, forget), ``memory`` (history, consolidate),
+``ops`` (pending, stats, dlq) and
+``observe`` (health, metrics). Importing them registers them on ``cli``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from worker.ops.cli import data, memory, observe, ops, process  # noqa: F401  (registers the commands)
+from worker.ops.cli.common import cli, err
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # one clear line, no traceback, for anything unexpected
+        if os.environ.get("REVERIE_DEBUG"):
+            raise
+        from worker.observability.logs import redact
+
+        err.print(f"[red]error:[/] {type(e).__name__}: {redact(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,5 @@
+"""``python -m worker.cli`` == ``reverie``."""
+
+from worker.ops.cli import main
+
+main()

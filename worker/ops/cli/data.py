@@ -1,0 +1,132 @@
+"""Per-user commands: submit a turn, read memories, forget a user."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from worker.ops.cli.common import (
+    JsonOpt,
+    check_id,
+    cli,
+    console,
+    fail,
+    print_json,
+    reader,
+    require_redis_url,
+    runtime,
+    settings,
+)
+from worker.ops.cli.common import table as print_table
+
+
+@cli.command()
+def submit(
+    user: str,
+    thread: str,
+    text: str,
+    role: Annotated[str, typer.Option(help="user|assistant|system|tool")] = "user",
+    after: Annotated[float | None, typer.Option(help="Debounce seconds (default REVERIE_AFTER_SECONDS).")] = None,
+    message_id: Annotated[str | None, typer.Option("--id", help="Message id (idempotent).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit one turn, as a chat server would."""
+    from producer import InvalidSubmission, Producer, ProducerConfig, ProducerUnavailable
+
+    check_id("user", user)
+    check_id("thread", thread)
+    if message_id is not None:
+        check_id("--id", message_id)
+    s = settings()
+    cfg = ProducerConfig(
+        redis_url=require_redis_url(s),
+        key_prefix=s.key_prefix,
+        after_seconds=s.after_seconds,
+        max_wait_s=s.max_wait_s,
+        on_unavailable="raise",
+        timeout_s=max(s.redis_timeout_s, 2.0),
+    )
+    message: dict[str, Any] = {"role": role, "content": text}
+    if message_id:
+        message["id"] = message_id
+    try:
+        with Producer(cfg) as producer:
+            receipt = producer.submit(user, thread, [message], after_seconds=after)
+    except InvalidSubmission as e:
+        fail(str(e))
+    except (ProducerUnavailable, ConnectionError) as e:
+        fail(str(e), code=1)
+    if as_json:
+        print_json(receipt.model_dump(mode="json"))
+    else:
+        console.print(
+            f"{receipt.status}: {receipt.accepted} turn(s), generation {receipt.generation}, due {receipt.due_at_s}"
+        )
+
+
+@cli.command()
+def search(
+    user: str,
+    query: str,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 5,
+    kind: str | None = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search one user's memories (the chat server's hot path)."""
+    check_id("user", user)
+    if kind is not None:
+        check_id("--kind", kind)
+    hits = reader().search(user, query, kind=kind, limit=limit)
+    _records(hits, as_json, title=f"search {user}")
+
+
+@cli.command()
+def memories(
+    user: str,
+    kind: str | None = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """List one user's memories."""
+    check_id("user", user)
+    if kind is not None:
+        check_id("--kind", kind)
+    _records(reader().list(user, kind=kind, limit=limit), as_json, title=f"memories of {user}")
+
+
+def _records(records: list[Any], as_json: bool, *, title: str) -> None:
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    rows = [[r.id[:8], r.kind, r.content, r.updated_at.isoformat(timespec="seconds"), _score(r.score)] for r in records]
+    print_table(f"{title} ({len(records)})", ["id", "kind", "content", "updated", "score"], rows)
+
+
+def _score(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+@cli.command()
+def forget(
+    user: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wait: Annotated[
+        float, typer.Option(min=0, max=3600, help="Seconds to wait for a running reflection of the user.")
+    ] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget a user everywhere: memories, buffers, journals, queue entries, dead letters, results."""
+    from worker.features.forget import UserBusy, forget_user
+
+    check_id("user", user)
+    if not yes and not typer.confirm(f"Forget everything about user {user}?", default=False, err=True):
+        fail("aborted", code=1)
+    try:
+        counts = forget_user(runtime(), user, lease_wait_s=wait)
+    except UserBusy as e:
+        fail(str(e), code=1)
+    if as_json:
+        print_json({"user_id": user, "removed": counts})
+        return
+    print_table(f"forgot {user}", ["what", "removed"], [[k, v] for k, v in counts.items()], right=("removed",))

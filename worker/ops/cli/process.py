@@ -1,0 +1,102 @@
+"""Long-running processes: the demo, a Celery worker, beat, Flower and a standalone dispatcher.
+
+``worker``, ``beat`` and ``flower`` are thin wrappers over ``celery -A worker.app <cmd>``: they
+build the app from ``REVERIE_*`` settings (``create_app``) and pass any further options through
+to Celery, so ``reverie flower --persistent=True`` means what it means to Flower.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from worker.ops.cli.common import cli, console, settings
+
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@cli.command()
+def demo(timeout: Annotated[float, typer.Option(help="Seconds to wait for reflections.")] = 60.0) -> None:
+    """Run the whole pipeline on embedded defaults and show one reflection per burst."""
+    from worker.observability.logs import configure
+    from worker.ops.demo import run_demo
+
+    # Own key prefix: the demo resets its keys, which must never be a deployment's.
+    s = settings(after_seconds=1.0, max_wait_s=30.0, namespace="demo", key_prefix="reverie-demo")
+    configure("WARNING")
+    report = run_demo(s, console, timeout_s=timeout)
+    ok = all(report.reflections[k] == report.bursts[k] for k in report.bursts)
+    console.print(
+        f"{sum(report.bursts.values())} bursts → {sum(report.reflections.values())} reflections "
+        f"({'one per burst' if ok else 'MISMATCH'}); outcomes: {dict(report.outcomes)}"
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _celery(argv: list[str]) -> None:
+    from worker.app import create_app
+    from worker.observability.logs import configure
+
+    s = settings()
+    configure(s.log_level)
+    create_app(s).start(argv)
+
+
+@cli.command(context_settings=PASSTHROUGH)
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option(help="Threads (default REVERIE_WORKER_CONCURRENCY).")] = None,
+    loglevel: str = "INFO",
+) -> None:
+    """Start a Celery worker with a dispatcher thread (== celery -A worker.app worker -Q reverie)."""
+    argv = ["worker", f"--loglevel={loglevel}", "-Q", "reverie", "-E"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    _celery(argv + ctx.args)
+
+
+@cli.command(context_settings=PASSTHROUGH)
+def beat(ctx: typer.Context, loglevel: str = "INFO") -> None:
+    """Start Celery beat on the RedBeat scheduler (== celery -A worker.app beat).
+
+    The schedule and its lock live in Redis under REVERIE_KEY_PREFIX, so running two beats is
+    safe: one holds the lock, the other waits to take over."""
+    _celery(["beat", f"--loglevel={loglevel}", *ctx.args])
+
+
+@cli.command(context_settings=PASSTHROUGH)
+def flower(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 5555,
+    address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    basic_auth: Annotated[
+        str | None, typer.Option(envvar="FLOWER_BASIC_AUTH", help="user:password[,user2:password2]; strongly advised.")
+    ] = None,
+) -> None:
+    """Start the Flower dashboard on the project's broker (== celery -A worker.app flower).
+
+    Flower's own metrics are at /metrics; Reverie's at a worker's REVERIE_METRICS_PORT or
+    ``reverie metrics --serve``."""
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if basic_auth:
+        argv.append(f"--basic-auth={basic_auth}")
+    _celery(argv + ctx.args)
+
+
+@cli.command()
+def dispatcher() -> None:
+    """Run a standalone dispatcher (workers run one each by default)."""
+    import threading
+
+    from worker.app import create_app, make_dispatcher
+    from worker.observability.logs import configure
+
+    s = settings()
+    configure(s.log_level)
+    stop = threading.Event()
+    try:
+        make_dispatcher(create_app(s)).run(stop)
+    except KeyboardInterrupt:
+        stop.set()

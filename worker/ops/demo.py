@@ -1,0 +1,170 @@
+"""``reverie demo``: the whole pipeline on embedded defaults, in one process.
+
+Starts an embedded Valkey (unless a Redis URL is configured), local-mode Qdrant under
+``.reverie/``, a Celery worker and a dispatcher in threads, then plays bursts of chat turns
+for several users and threads, including the seed article's ramen/pasta conversation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from producer import Producer, ProducerConfig
+from schemas.profiles import Profile, get_profile
+from schemas.reflection import ReflectionResult
+from schemas.settings import Settings
+from worker.runtime import Runtime
+
+DEMO_AFTER_S = 1.0
+DEMO_GAP_S = 0.25
+
+SCRIPT: list[tuple[str, str, list[str]]] = [
+    ("alice", "ramen", ["ラーメンが大好きです!!", "パスタも好きです"]),
+    ("bob", "work", ["I'm a backend engineer in Osaka.", "I mostly write Python and some Go."]),
+    ("bob", "trip", ["Planning a trip to Hokkaido in February.", "I'd like to see the snow festival."]),
+    ("alice", "ramen", ["ラーメンは味噌ラーメンが好き", "パスタは嫌いになりました"]),
+]
+
+
+@dataclass
+class DemoReport:
+    submitted: Counter[tuple[str, str]]
+    bursts: Counter[tuple[str, str]]
+    reflections: Counter[tuple[str, str]]
+    outcomes: Counter[str]
+    extractor: str
+
+
+def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -> DemoReport:
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.app import create_app, make_dispatcher
+    from worker.ops.embedded import start_embedded_redis
+    from worker.pipeline.dispatcher import DispatcherThread
+    from worker.runtime import build_runtime, install
+
+    with ExitStack() as stack:
+        if settings.resolved_redis_url() is None:
+            server = start_embedded_redis()
+            stack.callback(server.stop)
+            console.print(f"[dim]embedded Valkey on {server.connection_url}[/]")
+            settings = settings.model_copy(update={"redis_url": SecretStr(server.connection_url)})
+        settings = settings.model_copy(update={"dispatcher_in_worker": False, "worker_concurrency": 8})
+        runtime = build_runtime(settings)
+        stack.callback(runtime.close)
+        results: list[ReflectionResult] = []
+        lock = threading.Lock()
+        runtime.reflector.on_result = _collector(results, lock)
+        install(runtime)
+        stack.callback(install, None)
+        _reset(runtime, {u for u, _, _ in SCRIPT})
+        app = create_app(settings)
+        stack.enter_context(
+            start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING")
+        )
+        stack.enter_context(DispatcherThread(make_dispatcher(app)))
+        extractor = runtime.reflector.extractor_for(_default_profile()).name
+        console.print(f"extractor: [bold]{extractor}[/]   debounce: {DEMO_AFTER_S}s after the last turn")
+        report = _play(settings, console, results, lock, timeout_s)
+        report.extractor = extractor
+        _show(runtime, console, report)
+        return report
+
+
+def _default_profile() -> Profile:
+    return get_profile("default")
+
+
+def _collector(results: list[ReflectionResult], lock: threading.Lock) -> Callable[[ReflectionResult], None]:
+    def collect(result: ReflectionResult) -> None:
+        with lock:
+            results.append(result)
+
+    return collect
+
+
+def _reset(runtime: Runtime, users: set[str]) -> None:
+    for user in users:
+        runtime.store.delete_user(user)
+    keys = runtime.coordinator.keys
+    runtime.redis.delete(keys.due_ss, keys.inflight_ss, keys.stats, keys.dlq)
+    for user, thread, _ in SCRIPT:
+        runtime.redis.delete(*keys.thread_keys(user, thread))
+
+
+def _play(
+    settings: Settings,
+    console: Console,
+    results: list[ReflectionResult],
+    lock: threading.Lock,
+    timeout_s: float,
+) -> DemoReport:
+    url = settings.resolved_redis_url() or ""
+    producer = Producer(ProducerConfig(redis_url=url, key_prefix=settings.key_prefix, after_seconds=DEMO_AFTER_S))
+    submitted: Counter[tuple[str, str]] = Counter()
+    bursts: Counter[tuple[str, str]] = Counter()
+    started = time.monotonic()
+    for n, (user, thread, lines) in enumerate(SCRIPT):
+        if (user, thread) in bursts:
+            _wait_quiet(results, lock, (user, thread), bursts[(user, thread)], timeout_s)
+        bursts[(user, thread)] += 1
+        for i, line in enumerate(lines):
+            receipt = producer.submit(user, thread, [{"role": "user", "content": line, "id": f"{thread}-{n}-{i}"}])
+            submitted[(user, thread)] += receipt.accepted
+            console.print(f"  submit {user}/{thread} turn {i + 1}: generation {receipt.generation}")
+            time.sleep(DEMO_GAP_S)
+    for key, count in bursts.items():
+        _wait_quiet(results, lock, key, count, timeout_s - (time.monotonic() - started))
+    producer.close()
+    with lock:
+        done = [r for r in results if r.outcome in ("committed", "replayed")]
+        outcomes = Counter(r.outcome for r in results)
+    return DemoReport(submitted, bursts, Counter((r.user_id, r.thread_id) for r in done), outcomes, "")
+
+
+def _wait_quiet(
+    results: list[ReflectionResult],
+    lock: threading.Lock,
+    key: tuple[str, str],
+    commits: int,
+    timeout_s: float,
+) -> None:
+    deadline = time.monotonic() + max(timeout_s, 1.0)
+    while time.monotonic() < deadline:
+        with lock:
+            n = sum(1 for r in results if (r.user_id, r.thread_id) == key and r.outcome == "committed")
+        if n >= commits:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"reflection of {key[0]}/{key[1]} did not finish within {timeout_s:.0f}s")
+
+
+def _show(runtime: Runtime, console: Console, report: DemoReport) -> None:
+    table = Table(title="Bursts and reflections")
+    for col in ("user", "thread", "turns", "bursts", "reflections"):
+        table.add_column(col)
+    for key in report.bursts:
+        table.add_row(key[0], key[1], str(report.submitted[key]), str(report.bursts[key]), str(report.reflections[key]))
+    console.print(table)
+    for user in sorted({k[0] for k in report.bursts}):
+        mt = Table(title=f"Memories of {user}")
+        mt.add_column("kind")
+        mt.add_column("content")
+        mt.add_column("thread")
+        for m in runtime.store.list(user):
+            mt.add_row(m.kind, m.content, m.source.thread_id or "")
+        console.print(mt)
+    query = "ラーメン"
+    hits = runtime.store.search("alice", query, limit=3)
+    console.print(f"search(alice, {query!r}):")
+    for h in hits:
+        console.print(f"  {h.score:.3f}  {h.content}")

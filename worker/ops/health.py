@@ -1,0 +1,131 @@
+"""Is this deployment usable? Redis, Qdrant and the LLM/embedding settings, each checked
+cheaply (no LLM call unless ``probe_llm``). Used by ``reverie health`` and container healthchecks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from schemas.settings import Settings
+from worker.observability.logs import redact
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _error(e: BaseException) -> str:
+    return redact(f"{type(e).__name__}: {e}".splitlines()[0])[:300]
+
+
+def check_redis(settings: Settings) -> Check:
+    import redis
+
+    url = settings.resolved_redis_url()
+    if url is None:
+        return Check("redis", "fail", "no Redis configured: set REVERIE_REDIS_URL or REDIS_URL")
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            client.ping()
+            info = client.info("server")
+            version = info.get("redis_version") or info.get("valkey_version") or "?"
+            try:
+                policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+            except redis.ResponseError:  # CONFIG disabled (managed Redis): cannot tell
+                policy = "unknown"
+        finally:
+            client.close()
+    except Exception as e:
+        return Check("redis", "fail", _error(e))
+    if policy not in ("noeviction", "unknown"):
+        return Check(
+            "redis", "warn", f"version {version}; maxmemory-policy {policy}: evictions can drop turns, use noeviction"
+        )
+    return Check("redis", "ok", f"version {version}; maxmemory-policy {policy}")
+
+
+def check_qdrant(settings: Settings) -> Check:
+    from qdrant_client import QdrantClient
+
+    where = settings.qdrant_url or f"local mode at {settings.qdrant_path}"
+    try:
+        if settings.qdrant_url:
+            key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            client = QdrantClient(url=settings.qdrant_url, api_key=key, timeout=5, check_compatibility=False)
+        else:
+            client = QdrantClient(path=str(settings.qdrant_path))
+        try:
+            n = len(client.get_collections().collections)
+        finally:
+            client.close()
+    except Exception as e:
+        return Check("qdrant", "fail", f"{where}: {_error(e)}")
+    status: Status = "ok" if settings.qdrant_url else "warn"
+    suffix = "" if settings.qdrant_url else " (one process only; use a Qdrant server to scale)"
+    return Check("qdrant", status, f"{where}: {n} collection(s){suffix}")
+
+
+def _litellm() -> Any:
+    from worker.memory.llm import load_litellm
+
+    return load_litellm()
+
+
+def check_llm(settings: Settings, *, probe: bool = False) -> Check:
+    if not settings.model:
+        return Check("llm", "warn", "REVERIE_MODEL unset: offline extractor (stores user turns verbatim, not an LLM)")
+    litellm = _litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(settings.model, api_base=settings.llm_api_base)
+    except Exception as e:
+        return Check("llm", "fail", f"model {settings.model}: {_error(e)}")
+    if settings.llm_api_key is None and settings.llm_api_base is None:
+        env = litellm.validate_environment(settings.model)
+        if not env.get("keys_in_environment", False):
+            missing = ", ".join(env.get("missing_keys", [])) or "provider key"
+            return Check("llm", "fail", f"model {settings.model} ({provider}): missing {missing}")
+    if probe:
+        try:
+            litellm.completion(
+                model=settings.model,
+                messages=[{"role": "user", "content": "Reply with OK."}],
+                max_tokens=1,
+                api_base=settings.llm_api_base,
+                api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+                timeout=min(settings.llm_timeout_s, 15),
+                num_retries=0,
+            )
+        except Exception as e:
+            return Check("llm", "fail", f"model {settings.model}: probe failed: {_error(e)}")
+        return Check("llm", "ok", f"model {settings.model} ({provider}): answered a probe")
+    return Check("llm", "ok", f"model {settings.model} ({provider}): settings complete (not probed)")
+
+
+def check_embeddings(settings: Settings) -> Check:
+    model = settings.embedding_model
+    if model.startswith("hash-"):
+        return Check("embeddings", "ok", f"{model}: offline feature hashing (lexical, not semantic)")
+    litellm = _litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model, api_base=settings.embedding_api_base)
+    except Exception as e:
+        return Check("embeddings", "fail", f"{model}: {_error(e)}")
+    return Check("embeddings", "ok", f"{model} ({provider})")
+
+
+def check_all(settings: Settings, *, probe_llm: bool = False) -> list[Check]:
+    return [
+        check_redis(settings),
+        check_qdrant(settings),
+        check_llm(settings, probe=probe_llm),
+        check_embeddings(settings),
+    ]

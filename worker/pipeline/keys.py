@@ -1,0 +1,56 @@
+"""The worker's Redis keys, on top of the chat server's (``producer.keys``): every key Reverie
+uses is named by ``WorkerKeys``. Tests and the CLI import it too.
+
+Worker-side layout (``p`` is the prefix, ``u``/``t`` user and thread ids):
+
+- ``p:journal:u:t``  string write-ahead commit plan of the reflection in progress
+- ``p:lease:u``      string per-user lease token (fenced by ``p:fence:u``)
+- ``p:fence:u``      int    monotonically increasing lease fencing counter
+- ``p:inflight_ss``  zset   ``u:t`` → deadline (ms) of a claimed, not yet finished reflection
+- ``p:history:u``    list   memory history entries (JSON), newest last; capped, expires after retention
+- ``p:changed_ss``   zset   ``u`` → ms of the user's last memory change (consolidation picks these)
+- ``p:celery:…``     Celery's own keys (broker queues, results), under the same prefix
+"""
+
+from __future__ import annotations
+
+from producer.keys import Keys
+
+
+class WorkerKeys(Keys):
+    """Every key: the chat server's (inherited) and the worker's own."""
+
+    __slots__ = ()
+
+    def journal(self, user_id: str, thread_id: str) -> str:
+        return f"{self.prefix}:journal:{user_id}:{thread_id}"
+
+    def lease(self, user_id: str) -> str:
+        return f"{self.prefix}:lease:{user_id}"
+
+    def fence(self, user_id: str) -> str:
+        return f"{self.prefix}:fence:{user_id}"
+
+    @property
+    def inflight_ss(self) -> str:
+        return f"{self.prefix}:inflight_ss"
+
+    def history(self, user_id: str) -> str:
+        return f"{self.prefix}:history:{user_id}"
+
+    @property
+    def changed_ss(self) -> str:
+        return f"{self.prefix}:changed_ss"
+
+    def thread_keys(self, user_id: str, thread_id: str) -> list[str]:
+        """All per-thread keys (for ``forget``)."""
+        return [
+            self.thread(user_id, thread_id),
+            self.buffer(user_id, thread_id),
+            self.msgids(user_id, thread_id),
+            self.journal(user_id, thread_id),
+        ]
+
+    def celery_prefix(self) -> str:
+        """Kombu ``global_keyprefix`` so Celery's own keys share our prefix."""
+        return f"{self.prefix}:celery:"

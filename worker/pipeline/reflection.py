@@ -1,0 +1,288 @@
+"""One reflection of one thread, end to end: lease → snapshot → generation check → retrieve →
+extract → journal (commit point) → Qdrant → trim. The Celery task is a thin shell over this.
+
+Outcomes: ``committed``; ``superseded`` (a newer generation exists: no LLM call);
+``rolled_back`` (a turn arrived during extraction under the rollback policy: nothing written,
+turns kept); ``deferred`` (another reflection of this user holds the lease); ``replayed`` (a
+journal left by a crashed worker was applied); ``noop``. Failures raise after rescheduling
+with backoff, or after dead-lettering once ``max_attempts`` is reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from producer.memories.embeddings import Embedder
+from schemas.memory import MemoryRecord, MemorySource
+from schemas.messages import BufferedTurn
+from schemas.profiles import Profile, get_profile
+from schemas.reflection import CommitPlan, DeadLetter, ReflectArgs, ReflectionResult
+from schemas.settings import Settings
+from worker.errors import EXPECTED, ReverieError
+from worker.memory.extraction.base import ExtractionOutput, Extractor
+from worker.memory.planning import build_plan
+from worker.memory.retrieval import select_existing
+from worker.memory.store import MemoryStore
+from worker.observability.logs import get_logger
+from worker.pipeline.coordinator import Coordinator
+from worker.pipeline.faults import crash_point
+
+log = get_logger("reverie.reflection")
+MAX_TURNS_PER_REFLECTION = 500
+LEASE_BUSY_DELAY_MS = 1000
+
+
+class ReflectionFailed(ReverieError):
+    """The reflection failed; it was rescheduled or dead-lettered (``dead_lettered``)."""
+
+    def __init__(self, message: str, *, dead_lettered: bool, attempts: int) -> None:
+        super().__init__(message)
+        self.dead_lettered = dead_lettered
+        self.attempts = attempts
+
+
+@dataclass
+class Reflector:
+    settings: Settings
+    coordinator: Coordinator
+    store: MemoryStore
+    embedder: Embedder
+    extractor_for: Callable[[Profile], Extractor]
+    now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    on_result: Callable[[ReflectionResult], None] | None = None
+    """Called with every finished reflection (demo, tests, metrics)."""
+
+    def run(self, args: ReflectArgs) -> ReflectionResult:
+        try:
+            result = self._run(args)
+        except ReflectionFailed as e:
+            if self.on_result is not None:
+                outcome = "dead_lettered" if e.dead_lettered else "failed"
+                self.on_result(
+                    ReflectionResult(
+                        outcome=outcome,
+                        user_id=args.user_id,
+                        thread_id=args.thread_id,
+                        generation=args.generation,
+                        reason=str(e),
+                    )
+                )
+            raise
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.settings.lease_s * 1000)
+
+    def _run(self, args: ReflectArgs) -> ReflectionResult:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        token = self.coordinator.acquire_lease(u, self._lease_ms)
+        if not token:
+            self.coordinator.reschedule(
+                u, t, token=None, generation=gen, delay_ms=LEASE_BUSY_DELAY_MS + random.randint(0, 200)
+            )
+            return ReflectionResult(outcome="deferred", user_id=u, thread_id=t, generation=gen)
+        try:
+            with self._keep_alive(u, t, token):
+                return self._run_leased(args, token)
+        except Exception as e:
+            self._fail(args, token, e)
+            raise  # unreachable: _fail raises
+
+    @contextlib.contextmanager
+    def _keep_alive(self, user_id: str, thread_id: str, token: int) -> Iterator[None]:
+        """Renew the lease and push the in-flight deadline every third of the lease while the
+        reflection runs: LLM calls with retries can outlast both, and an expired lease would
+        let a second reflection of this user start (and waste an LLM call before the fence
+        stops one of them). A dead or frozen process stops renewing, so its lease still
+        expires and the fence still holds."""
+        stop = threading.Event()
+        interval_s = max(min(self.settings.lease_s, self.settings.inflight_timeout_s) / 3, 0.2)
+        inflight_ms = int(self.settings.inflight_timeout_s * 1000)
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    if not self.coordinator.renew_lease(user_id, token, self._lease_ms):
+                        return  # released, or lost: the fence decides at commit time
+                    self.coordinator.heartbeat(user_id, thread_id, inflight_ms)
+                except RedisError as e:
+                    log.warning("lease renewal failed", user_id=user_id, error=type(e).__name__)
+
+        keeper = threading.Thread(target=beat, name="reverie-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+    def _run_leased(self, args: ReflectArgs, token: int) -> ReflectionResult:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        self.coordinator.heartbeat(u, t, int(self.settings.inflight_timeout_s * 1000))
+        snap = self.coordinator.snapshot(u, t, MAX_TURNS_PER_REFLECTION)
+        if snap.journal is not None:
+            result = self._replay(snap.journal, token, gen)
+            if len(snap.turns) > snap.journal.turn_count or snap.generation > snap.journal.generation:
+                # Turns newer than the journaled commit: reflect them on the next pass.
+                self.coordinator.reschedule(u, t, token=None, generation=gen, delay_ms=0)
+            return result
+        if snap.generation != gen:
+            self.coordinator.release(u, t, token, gen, "superseded")
+            return ReflectionResult(outcome="superseded", user_id=u, thread_id=t, generation=gen)
+        if not snap.turns:
+            self.coordinator.release(u, t, token, gen, "noop")
+            return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen)
+        profile = get_profile(snap.profile)
+        existing = self._existing(u, t, snap.turns, profile)
+        extractor = self.extractor_for(profile)
+        crash_point("before_llm")
+        out = extractor.extract(snap.turns, existing)
+        self.coordinator.incr_stats(
+            llm_calls=out.llm_calls,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            cost_microusd=round(out.cost_usd * 1e6),
+        )
+        plan = build_plan(
+            user_id=u,
+            thread_id=t,
+            generation=gen,
+            namespace=self.settings.namespace,
+            turns=snap.turns,
+            existing=existing,
+            ops=out.ops,
+            embedder=self.embedder,
+            kind=profile.kind,
+            now_ms=self.now_ms(),
+            ns=profile.format_namespace(u, t),
+            tombstone=profile.delete_mode == "tombstone",
+        )
+        status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
+        if status == "superseded":
+            self.coordinator.release(u, t, token, gen, "rolled_back")
+            return self._result("rolled_back", args, out, extractor, len(snap.turns))
+        if status != "ok":
+            raise _Retryable(f"commit refused: {status}")
+        self._apply(plan, token)
+        return self._result("committed", args, out, extractor, len(snap.turns), plan)
+
+    def _existing(
+        self, user_id: str, thread_id: str, turns: list[BufferedTurn], profile: Profile
+    ) -> list[MemoryRecord]:
+        return select_existing(
+            self.store,
+            self.embedder,
+            user_id=user_id,
+            thread_id=thread_id,
+            turns=turns,
+            profile=profile,
+            limit=self.settings.existing_limit,
+        )
+
+    def _apply(self, plan: CommitPlan, token: int) -> None:
+        source = MemorySource(
+            thread_id=plan.thread_id,
+            generation=plan.generation,
+            turn_ids=plan.turn_ids[:100],
+            turn_count=plan.turn_count,
+        )
+        # Fencing: a worker that stalled after journaling (GC pause, slow network) may have
+        # lost its lease to a newer reflection of this user, which replays this journal and may
+        # already have committed later changes. Writing now could overwrite them, so check (and
+        # extend) the lease right before touching Qdrant; the replay by the lease holder finishes.
+        if not self.coordinator.renew_lease(plan.user_id, token, self._lease_ms):
+            raise _Retryable("lease lost before the Qdrant write")
+        crash_point("after_journal")
+        self.store.apply(plan.user_id, plan.ops, source=source, now_ms=plan.created_ms)
+        crash_point("after_qdrant_write")
+        status = self.coordinator.finalize(token, plan)
+        if status not in ("ok", "no_journal"):
+            raise _Retryable(f"finalize refused: {status}")
+
+    def _replay(self, plan: CommitPlan, token: int, gen: int) -> ReflectionResult:
+        """A worker died between journaling and trimming: finish its commit, no LLM call."""
+        log.info(
+            "replaying commit journal",
+            user_id=plan.user_id,
+            thread_id=plan.thread_id,
+            generation=plan.generation,
+        )
+        self._apply(plan, token)
+        counts = _count_ops(plan)
+        return ReflectionResult(
+            outcome="replayed",
+            user_id=plan.user_id,
+            thread_id=plan.thread_id,
+            generation=gen,
+            turns=plan.turn_count,
+            **counts,
+        )
+
+    def _result(
+        self,
+        outcome: str,
+        args: ReflectArgs,
+        out: ExtractionOutput,
+        extractor: Extractor,
+        turns: int,
+        plan: CommitPlan | None = None,
+    ) -> ReflectionResult:
+        counts = _count_ops(plan) if plan else {}
+        return ReflectionResult(
+            outcome=outcome,  # type: ignore[arg-type]
+            user_id=args.user_id,
+            thread_id=args.thread_id,
+            generation=args.generation,
+            turns=turns,
+            llm_calls=out.llm_calls,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            extractor=extractor.name,
+            **counts,
+        )
+
+    def _fail(self, args: ReflectArgs, token: int, err: Exception) -> None:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        attempts = self.coordinator.attempts(u, t) + 1
+        reason = f"{type(err).__name__}: {err}"[:500]
+        letter = DeadLetter(
+            user_id=u, thread_id=t, generation=gen, attempts=attempts, reason=reason, failed_ms=self.now_ms()
+        )
+        delay_ms = min(60_000, 1000 * 2 ** min(attempts, 6)) + random.randint(0, 500)
+        attempts, dead = self.coordinator.reschedule(
+            u,
+            t,
+            token=token,
+            generation=gen,
+            delay_ms=delay_ms,
+            failure=letter,
+            max_attempts=self.settings.max_attempts,
+        )
+        event = "reflection dead-lettered" if dead else "reflection failed"
+        ids = {"user_id": u, "thread_id": t, "generation": gen, "attempts": attempts, "error": type(err).__name__}
+        if isinstance(err, EXPECTED):  # normal operation: one line, no traceback
+            log.warning(event, **ids)
+        else:  # a bug or an unknown fault: once, with its traceback
+            log.error(event, **ids, unexpected=True, exc_info=err)
+        raise ReflectionFailed(reason, dead_lettered=dead, attempts=attempts) from err
+
+
+class _Retryable(ReverieError):
+    """A commit step was refused (lease lost): retry later, nothing half-written."""
+
+
+def _count_ops(plan: CommitPlan) -> dict[str, int]:
+    return {
+        "inserted": sum(op.op == "insert" for op in plan.ops),
+        "updated": sum(op.op == "update" for op in plan.ops),
+        "deleted": sum(op.op == "delete" for op in plan.ops),
+    }

@@ -1,0 +1,103 @@
+"""Fleet-wide numbers from Redis: the stats hash every producer, dispatcher and worker
+increments, plus live sizes (due, in-flight, buffered turns, dead letters, how overdue the oldest
+due thread is). Read at scrape time, so any process (a worker, ``reverie metrics --serve``)
+reports the same values; scrape one of them, not all, or aggregate with ``max``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from producer.keys import split_member
+from worker.pipeline.coordinator import Coordinator
+
+REFLECTION_OUTCOMES = ("committed", "superseded", "rolled_back", "noop", "deferred", "failed", "dead_lettered")
+COUNTERS = {
+    # stats field → (metric name without _total, help)
+    "enqueued_turns": ("reverie_enqueued_turns", "Turns accepted by producers."),
+    "duplicate_turns": ("reverie_duplicate_turns", "Turns skipped as already buffered (retries)."),
+    "dispatched": ("reverie_dispatched", "Threads claimed and sent to Celery."),
+    "requeued": ("reverie_requeued", "Claimed threads made due again after their in-flight deadline."),
+    "reflected_turns": ("reverie_reflected_turns", "Turns consumed by committed reflections."),
+    "llm_calls": ("reverie_llm_calls", "Extraction calls to the LLM."),
+}
+BUFFER_SAMPLE = 1000
+"""Threads whose buffers are summed for ``reverie_buffered_turns`` (due and in-flight)."""
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisCollector(Collector):
+    """Reads Reverie's shared counters and queue sizes from Redis at scrape time."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+
+    def snapshot(self) -> dict[str, float]:
+        """The raw numbers behind the metrics (also used by ``reverie stats``)."""
+        r, keys = self.coordinator.r, self.coordinator.keys
+        pipe = r.pipeline(transaction=False)
+        pipe.hgetall(keys.stats)
+        pipe.zcard(keys.due_ss)
+        pipe.zcard(keys.inflight_ss)
+        pipe.hlen(keys.dlq)
+        pipe.zrange(keys.due_ss, 0, 0, withscores=True)
+        pipe.zrange(keys.due_ss, 0, BUFFER_SAMPLE - 1)
+        pipe.zrange(keys.inflight_ss, 0, BUFFER_SAMPLE - 1)
+        pipe.time()
+        stats, due, inflight, dead, head, due_members, inflight_members, now = pipe.execute()
+        out: dict[str, float] = {_s(k): float(v) for k, v in stats.items()}
+        now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+        out["due_threads"] = float(due)
+        out["inflight_threads"] = float(inflight)
+        out["dead_letters"] = float(dead)
+        out["oldest_overdue_s"] = max(0.0, (now_ms - head[0][1]) / 1000) if head else 0.0
+        members = {_s(m) for m in due_members} | {_s(m) for m in inflight_members}
+        out["buffered_turns"] = float(self._buffered(sorted(members)))
+        return out
+
+    def _buffered(self, members: list[str]) -> int:
+        if not members:
+            return 0
+        pipe = self.coordinator.r.pipeline(transaction=False)
+        for m in members:
+            pipe.llen(self.coordinator.keys.buffer(*split_member(m)))
+        return sum(int(n) for n in pipe.execute())
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snapshot()
+        for field, (name, help_) in COUNTERS.items():
+            yield CounterMetricFamily(name, help_, value=s.get(field, 0.0))
+        outcomes = CounterMetricFamily("reverie_reflections", "Finished reflections, by outcome.", labels=["outcome"])
+        for outcome in REFLECTION_OUTCOMES:
+            outcomes.add_metric([outcome], s.get(outcome, 0.0))
+        yield outcomes
+        tokens = CounterMetricFamily("reverie_llm_tokens", "LLM tokens used by extraction.", labels=["type"])
+        tokens.add_metric(["prompt"], s.get("prompt_tokens", 0.0))
+        tokens.add_metric(["completion"], s.get("completion_tokens", 0.0))
+        yield tokens
+        yield CounterMetricFamily(
+            "reverie_llm_cost_usd", "LLM cost (litellm's price table).", value=s.get("cost_microusd", 0.0) / 1e6
+        )
+        yield CounterMetricFamily(
+            "reverie_dispatch_lag_seconds",
+            "Sum of dispatch lags (due time to claim) over all dispatchers; rate() / rate(dispatched).",
+            value=s.get("dispatch_lag_ms", 0.0) / 1000,
+        )
+        yield GaugeMetricFamily("reverie_due_threads", "Threads waiting for their due time.", value=s["due_threads"])
+        yield GaugeMetricFamily(
+            "reverie_inflight_threads", "Threads claimed, reflection running.", value=s["inflight_threads"]
+        )
+        yield GaugeMetricFamily(
+            "reverie_buffered_turns", "Turns buffered in due and in-flight threads.", value=s["buffered_turns"]
+        )
+        yield GaugeMetricFamily("reverie_dead_letters", "Threads in the dead-letter hash.", value=s["dead_letters"])
+        yield GaugeMetricFamily(
+            "reverie_oldest_overdue_seconds",
+            "How long the most overdue thread has been waiting for a dispatcher (0 = none).",
+            value=s["oldest_overdue_s"],
+        )
