@@ -109,6 +109,7 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings too: one format on stderr
     for name, quiet_level in QUIET.items():
         logging.getLogger(name).setLevel(max(quiet_level, logging.getLevelName(level)))
 

@@ -42,7 +42,9 @@ LEASE_BUSY_DELAY_MS = 1000
 class ReflectionFailed(ReverieError):
     """The reflection failed; it was rescheduled or dead-lettered (``dead_lettered``)."""
 
-    def __init__(self, message: str, *, dead_lettered: bool, attempts: int) -> None:
+    def __init__(self, message: str, *, dead_lettered: bool = False, attempts: int = 0) -> None:
+        # Defaults: Celery rebuilds the exception from its message alone (JSON results), and
+        # must get this class back so that ``Task.throws`` recognises it as expected.
         super().__init__(message)
         self.dead_lettered = dead_lettered
         self.attempts = attempts

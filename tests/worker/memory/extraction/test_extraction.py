@@ -13,8 +13,8 @@ from tests.support.food import food_profile
 from tests.support.scripted_llm import Fault, ScriptedLLM, tool_calls_reply
 from worker.errors import LLMUnavailable
 from worker.memory.extraction import LLMExtractor, OfflineExtractor
-from worker.memory.llm import LLMClient
 from worker.memory.extraction.tools import ToolCall, judge, tool_specs
+from worker.memory.llm import LLMClient
 
 FOOD = food_profile
 

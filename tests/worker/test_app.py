@@ -1,0 +1,26 @@
+"""The Celery app: tasks are defined once, so building any number of apps is silent."""
+
+from __future__ import annotations
+
+import warnings
+
+from pydantic import SecretStr
+
+from schemas.settings import Settings
+from worker.app import create_app
+from worker.tasks import CONSOLIDATE, OPTIMIZE_PROMPT, REFLECT, reflect
+
+
+def test_building_many_apps_registers_each_task_once_and_warns_nothing(redis_url: str) -> None:
+    """Tests, the bench and the demo each build apps; none may print DuplicateTaskNameWarning,
+    and every app runs the one ``reflect`` function defined in ``worker.tasks``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning, DuplicateTaskNameWarning included, fails
+        apps = [create_app(Settings(redis_url=SecretStr(redis_url), key_prefix=f"apps{i}")) for i in range(4)]
+        for app in apps:
+            app.finalize()
+    for app in apps:
+        assert {CONSOLIDATE, OPTIMIZE_PROMPT, REFLECT} <= set(app.tasks)
+        assert app.tasks[REFLECT]._decorated_fun is reflect
+        assert app.tasks[REFLECT].app is app
+        app.close()
