@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from celery import Celery, bootsteps, signals
 
 from schemas.settings import Settings
-from worker.observability.logs import configure
+from worker.observability.logs import configure, is_configured
 from worker.pipeline.coordinator import Claimed
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
 from worker.pipeline.keys import WorkerKeys
@@ -161,8 +161,10 @@ class MetricsStep(bootsteps.StartStopStep):
 @signals.setup_logging.connect
 def _logging(loglevel: Any = None, **_: Any) -> None:
     """A receiver here makes Celery leave logging alone: its own loggers go through Reverie's
-    handler (``worker.observability.logs``), once, in one format."""
-    configure(_log_level)
+    handler (``worker.observability.logs``), once, in one format. An entry point that already
+    configured it (the CLI, the demo, ``celery -A worker.app``) keeps its choice."""
+    if not is_configured():
+        configure(_log_level)
 
 
 def __getattr__(name: str) -> Any:

@@ -114,5 +114,10 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
         logging.getLogger(name).setLevel(max(quiet_level, logging.getLevelName(level)))
 
 
+def is_configured() -> bool:
+    """Whether ``configure`` installed its handler on the root logger (and it is still there)."""
+    return any(h.get_name() == _HANDLER_NAME for h in logging.getLogger().handlers)
+
+
 def get_logger(name: str = "reverie") -> Any:
     return structlog.get_logger(name)
