@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     validation_retries: int = Field(default=2, ge=0, le=5, description="Times invalid tool args go back to the LLM.")
     enable_deletes: bool = Field(default=False, description="Let the LLM delete memories (LangMem default: off).")
     embedding_model: str = Field(
-        default="hash-256", description="'hash-<dims>' (offline) or a litellm embedding model."
+        default="use-m3",
+        description="'use-m3' (multilingual USE, in the wheel), 'e5-small' (the e5 extra), "
+        "'hash-<dims>' (lexical) or a litellm embedding model.",
     )
     embedding_api_base: str | None = Field(default=None, description="Embedding API base URL override.")
     existing_limit: int = Field(default=20, ge=0, le=200, description="Existing memories shown to the LLM.")

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import redis
 
-from producer.memories.embeddings import Embedder, make_embedder
+from producer.memories.embeddings import Embedder, LiteLLMEmbedder, make_embedder
 from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.profiles import Profile, load_profiles, register
 from schemas.settings import Settings
@@ -60,23 +60,27 @@ def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[
     return extractor_for
 
 
-def warm_up(settings: Settings) -> None:
-    """Import litellm now (about 6 s of CPU) rather than inside the first reflection."""
-    if settings.model or not settings.embedding_model.startswith("hash-"):
+def warm_up(settings: Settings, embedder: Embedder) -> None:
+    """Load what the first reflection would otherwise pay for: litellm (about 6 s of CPU) when a
+    model or a litellm embedder is configured, and an in-wheel sentence model (about 1 s)."""
+    if settings.model or isinstance(embedder, LiteLLMEmbedder):
         load_litellm()
+    load = getattr(embedder, "load", None)
+    if load is not None:
+        load()
 
 
 def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
     # The built-in profile follows REVERIE_ENABLE_DELETES; a "default" in REVERIE_PROFILES wins.
     register(replace(DEFAULT_PROFILE, enable_deletes=settings.enable_deletes))
     load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
-    warm_up(settings)
     client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
     keys = WorkerKeys(settings.key_prefix)
     coordinator = Coordinator(
         client, keys, history_ttl_s=settings.history_retention_s, history_max=settings.history_max_entries
     )
     embedder = store.embedder if store is not None else make_embedder(settings)
+    warm_up(settings, embedder)
     store = store or open_store(settings, embedder=embedder)
     reflector = Reflector(
         settings=settings,

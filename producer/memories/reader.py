@@ -81,7 +81,8 @@ class MemoryReader:
         self, user_id: str, query: str, *, kind: str | None = None, limit: int = 10, ns: str | None = None
     ) -> Records:
         """This user's memories closest to ``query``, best first."""
-        return self.search_vectors(user_id, self.embedder.embed([query]), kind=kind, limit_per_query=limit, ns=ns)
+        vectors = self.embedder.embed_query([query])
+        return self.search_vectors(user_id, vectors, kind=kind, limit_per_query=limit, ns=ns)
 
     def search_vectors(
         self,

