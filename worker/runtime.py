@@ -52,7 +52,9 @@ def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[
     def extractor_for(profile: Profile) -> Extractor:
         model = profile.model or settings.model
         if not model:
-            return OfflineExtractor(embedder, episodic=profile.episodic)
+            return OfflineExtractor(
+                embedder, episodic=profile.episodic, inserts=profile.enable_inserts, updates=profile.enable_updates
+            )
         return LLMExtractor(
             profile, LLMClient.from_settings(settings, model), validation_retries=settings.validation_retries
         )

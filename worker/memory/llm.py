@@ -98,8 +98,14 @@ class LLMClient:
             max_retries=settings.llm_max_retries,
         )
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], usage: Usage) -> Any:
-        """One chat completion with transport retries, counted into ``usage``."""
+    def complete(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, usage: Usage, **options: Any
+    ) -> Any:
+        """One chat completion with transport retries, counted into ``usage``. No ``tools``: a
+        plain answer; ``options`` go to litellm as they are (``response_format``…)."""
+        call = dict(self._kwargs, **options)
+        if tools:
+            call.update(tools=tools, tool_choice="auto")
         litellm = load_litellm()
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
@@ -111,9 +117,7 @@ class LLMClient:
             for attempt in retrying:
                 with attempt:
                     usage.llm_calls += 1
-                    response = litellm.completion(
-                        model=self.model, messages=messages, tools=tools, tool_choice="auto", **self._kwargs
-                    )
+                    response = litellm.completion(model=self.model, messages=messages, **call)
         except Exception as e:
             if is_transient(e):
                 raise LLMUnavailable(f"LLM failed after {self.max_retries + 1} attempts: {type(e).__name__}") from e

@@ -1,42 +1,125 @@
-"""The extractor used when no model is configured. It is NOT an LLM: it stores each user
-turn verbatim as a semantic memory (like mem0's ``infer=False``), skipping turns whose
-embedding is nearly identical to an existing memory or to an earlier turn of the batch."""
+"""The memory manager used when no model is configured. It is NOT an LLM, and says so wherever
+its name is shown. What it does, from the user's turns alone:
+
+- splits them into statements and drops questions and chit-chat (greetings, thanks, "ok");
+- compares each statement with the existing memories it was shown and with the statements
+  before it in the batch, by embedding cosine (``thresholds.py``, calibrated per embedder on the
+  eval scenarios, never guessed);
+- a statement about the subject of a memory **updates that memory in place** (same id and
+  ``created_at``; the history keeps the old text): the latest statement wins, so a paraphrase is
+  no duplicate and a changed preference is no contradiction;
+- anything else is a new memory, verbatim.
+
+It never deletes (it cannot tell a negation from a new fact reliably), fills only the free-text
+``Memory`` schema (structured profiles need a model) and leaves structured memories alone.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 from producer.memories.embeddings import Embedder
 from schemas.memory import MemoryKind, MemoryRecord
 from schemas.messages import BufferedTurn
 from worker.memory.extraction.base import ExtractionOutput, PlannedOp
+from worker.memory.extraction.statements import (
+    CHITCHAT_PROTOTYPES,
+    is_question,
+    normalise,
+    share_subject_term,
+    statements,
+)
+from worker.memory.extraction.thresholds import CONSERVATIVE, OFFLINE, Thresholds
 
-MIN_CHARS = 3
+NAME = "offline manager (not an LLM)"
 
 
-def _dot(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=False))
+def _cos(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+@dataclass
+class _Slot:
+    """A memory the batch may change: an existing one (``alias``) or one planned here (``op``)."""
+
+    content: str
+    vector: list[float]
+    alias: int | None = None
+    op: int | None = None
+
+
+def same_subject(similarity: float, a: str, b: str, t: Thresholds) -> bool:
+    """The offline manager's one decision: are two statements about one subject?"""
+    return similarity >= t.same_subject or (similarity >= t.same_subject_with_term and share_subject_term(a, b))
 
 
 class OfflineExtractor:
-    name = "offline-verbatim (not an LLM)"
+    name = NAME
 
-    def __init__(self, embedder: Embedder, *, similarity: float = 0.92, episodic: bool = False) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        thresholds: Thresholds | None = None,
+        episodic: bool = False,
+        inserts: bool = True,
+        updates: bool = True,
+    ) -> None:
         self.embedder = embedder
-        self.similarity = similarity
+        self.thresholds = thresholds or OFFLINE.get(embedder.name, CONSERVATIVE)
         self.episodic = episodic
+        self.inserts = inserts
+        self.updates = updates
+        self._chitchat: list[list[float]] | None = None
+
+    def is_chitchat(self, vector: list[float]) -> bool:
+        if self._chitchat is None:
+            self._chitchat = self.embedder.embed(list(CHITCHAT_PROTOTYPES))
+        return max(_cos(vector, p) for p in self._chitchat) >= self.thresholds.chitchat
+
+    def candidates(self, turns: list[BufferedTurn]) -> list[str]:
+        """The statements of the user's turns that could be facts, in order."""
+        return [s for t in turns if t.role == "user" for s in statements(t.content) if not is_question(s)]
 
     def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput:
         episode = [offline_episode(turns)] if self.episodic and turns else []
-        texts = [t.content.strip() for t in turns if t.role == "user" and len(t.content.strip()) >= MIN_CHARS]
-        if not texts:
+        found = self.candidates(turns)
+        if not found:
             return ExtractionOutput(ops=episode)
-        known = self.embedder.embed([m.content for m in existing]) if existing else []
-        ops = []
-        for text, vec in zip(texts, self.embedder.embed(texts), strict=True):
-            if any(_dot(vec, k) >= self.similarity for k in known):
+        mine = [(i, m) for i, m in enumerate(existing) if m.schema_name == "Memory" and m.kind != MemoryKind.EPISODE]
+        vectors = self.embedder.embed(found + [m.content for _, m in mine])
+        slots = [_Slot(m.content, v, alias=i) for (i, m), v in zip(mine, vectors[len(found) :], strict=True)]
+        ops: list[PlannedOp] = []
+        for text, vector in zip(found, vectors[: len(found)], strict=True):
+            if self.is_chitchat(vector):
                 continue
-            known.append(vec)
+            scored = [(_cos(vector, s.vector), s) for s in slots]
+            best = max(scored, key=lambda pair: pair[0], default=None)
+            if best is not None and normalise(best[1].content) == normalise(text):
+                continue  # said again, word for word
+            if best is not None and same_subject(best[0], text, best[1].content, self.thresholds):
+                if self.updates or best[1].op is not None:
+                    self._replace(best[1], text, vector, ops)
+                continue  # updates off: the memory stands, and the statement is no new fact
+            if not self.inserts:
+                continue
             ops.append(PlannedOp("insert", "Memory", {"content": text}, text))
+            slots.append(_Slot(text, vector, op=len(ops) - 1))
         return ExtractionOutput(ops=ops + episode)
+
+    @staticmethod
+    def _replace(slot: _Slot, text: str, vector: list[float], ops: list[PlannedOp]) -> None:
+        """The latest statement wins: update the memory (or the op planned in this batch)."""
+        if slot.op is None:
+            ops.append(PlannedOp("update", "Memory", {"content": text}, text, alias=slot.alias))
+            slot.op = len(ops) - 1
+        else:
+            old = ops[slot.op]
+            ops[slot.op] = PlannedOp(old.action, "Memory", {"content": text}, text, alias=old.alias)
+        slot.content, slot.vector = text, vector
 
 
 def offline_episode(turns: list[BufferedTurn]) -> PlannedOp:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import data, memory, observe, ops, process  # noqa: F401  (registers the commands)
+from worker.ops.cli import data, evaluate, memory, observe, ops, process  # noqa: F401  (registers the commands)
 from worker.ops.cli.common import cli, err
 
 __all__ = ["cli", "main"]
