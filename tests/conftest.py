@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -102,6 +104,27 @@ def prefix(redis_client: redis.Redis) -> Iterator[str]:
     value = f"rvt{uuid.uuid4().hex[:10]}"
     yield value
     delete_prefix(redis_client, value)
+
+
+OWN_PROCESS = "REVERIE_TEST_OWN_PROCESS"
+
+
+@pytest.fixture
+def own_process(request: pytest.FixtureRequest, redis_url: str) -> bool:
+    """For tests that run an in-process worker of their own (the eval harness). Celery allows one
+    worker per process (process-global event loop, tracer and stop flag), and the session already
+    runs one, so such a test runs whole in a fresh pytest process: there this returns True and the
+    test body runs; here it asserts that run passed and returns False (the body is skipped)."""
+    if os.environ.get(OWN_PROCESS) == request.node.nodeid:
+        return True
+    env = {**os.environ, OWN_PROCESS: request.node.nodeid, "REDIS_URL": redis_url}
+    marker = request.node.get_closest_marker("timeout")
+    budget = (marker.args[0] if marker else 120) - 10
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid]
+    done = subprocess.run(cmd, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=budget)
+    assert done.returncode == 0, f"the test failed in its own process:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    assert " passed" in done.stdout and " skipped" not in done.stdout
+    return False
 
 
 def uid(name: str) -> str:

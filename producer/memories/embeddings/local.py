@@ -9,15 +9,41 @@ network and no API key (air-gapped boxes included).
   model (see ``worker/memory/extraction/thresholds.py``).
 
 A model is loaded once per process, on first use, and shared by every embedder of that name.
+Recent vectors are cached (a reflection embeds the same statements for retrieval, extraction
+and planning), up to ``CACHE_SIZE`` texts per model.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
+CACHE_SIZE = 4096
 _lock = threading.Lock()
 _models: dict[str, Any] = {}
+
+
+class _Cache:
+    """An LRU of text → vector, so a text is embedded once however often a reflection asks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, list[float]] = OrderedDict()
+
+    def embed(self, texts: list[str], compute: Callable[[list[str]], list[list[float]]]) -> list[list[float]]:
+        with self._lock:
+            known = {t: self._items[t] for t in texts if t in self._items}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        known |= dict(zip(missing, compute(missing), strict=True)) if missing else {}
+        with self._lock:
+            for text in texts:
+                self._items[text] = known[text]
+                self._items.move_to_end(text)
+            while len(self._items) > CACHE_SIZE:
+                self._items.popitem(last=False)
+        return [known[t] for t in texts]
 
 
 def _shared(key: str, load: Any) -> Any:
@@ -49,6 +75,7 @@ class UniversalSentenceEncoder:
     """``use-m3``: symmetric, so queries and memories are embedded alike."""
 
     name = "use-m3"
+    _cache = _Cache()
 
     @property
     def dims(self) -> int:
@@ -62,9 +89,10 @@ class UniversalSentenceEncoder:
         return self
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        vectors = _shared(self.name, _load_use).encode(list(texts))
+        return self._cache.embed(list(texts), self._compute) if texts else []
+
+    def _compute(self, texts: list[str]) -> list[list[float]]:
+        vectors = _shared(self.name, _load_use).encode(texts)
         return [[float(x) for x in row] for row in vectors]
 
     def embed_query(self, texts: list[str]) -> list[list[float]]:
@@ -77,6 +105,8 @@ class E5Small:
 
     name = "e5-small"
     _call_lock = threading.Lock()
+    _passages = _Cache()
+    _queries = _Cache()
 
     @property
     def dims(self) -> int:
@@ -100,10 +130,10 @@ class E5Small:
         return [[float(x) for x in row] for row in vectors]
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self._run(texts, query=False)
+        return self._passages.embed(list(texts), lambda t: self._run(t, query=False)) if texts else []
 
     def embed_query(self, texts: list[str]) -> list[list[float]]:
-        return self._run(texts, query=True)
+        return self._queries.embed(list(texts), lambda t: self._run(t, query=True)) if texts else []
 
 
 LOCAL_MODELS: dict[str, type[UniversalSentenceEncoder] | type[E5Small]] = {

@@ -16,5 +16,12 @@ def test_demo_runs_one_reflection_per_burst(tmp_path: Path) -> None:
     out = subprocess.run([str(exe), "demo"], capture_output=True, text=True, env=env, timeout=110, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "4 bursts → 4 reflections (one per burst)" in out.stdout
-    assert "offline-verbatim (not an LLM)" in out.stdout
-    assert "味噌ラーメン" in out.stdout
+    assert "offline manager (not an LLM)" in out.stdout
+    # the article's story, offline: ramen updated in place, pasta deleted, no contradiction left
+    alice = out.stdout.split("Memories of alice")[1].split("Memories of bob")[0]
+    assert "ラーメンは味噌ラーメンが好き" in alice and "updated ×1" in alice
+    assert "パスタも好きです" in alice and "deleted" in alice and "パスタは嫌い" not in alice
+    bob = out.stdout.split("Memories of bob")[1].split("search(")[0]
+    assert bob.count("inserted") == 4  # distinct facts stay apart
+    first_hit = out.stdout.split("search(alice, 'What food does she like?'):")[1].strip().splitlines()[0]
+    assert "ラーメン" in first_hit

@@ -8,10 +8,12 @@ its name is shown. What it does, from the user's turns alone:
 - a statement about the subject of a memory **updates that memory in place** (same id and
   ``created_at``; the history keeps the old text): the latest statement wins, so a paraphrase is
   no duplicate and a changed preference is no contradiction;
+- when the profile allows deletes, a statement on that subject that takes it back ("I no longer
+  smoke", 「パスタは嫌いになりました」: ``statements.RETRACTION_CUES``) deletes the memory instead;
 - anything else is a new memory, verbatim.
 
-It never deletes (it cannot tell a negation from a new fact reliably), fills only the free-text
-``Memory`` schema (structured profiles need a model) and leaves structured memories alone.
+It fills only the free-text ``Memory`` schema (structured profiles need a model) and leaves
+structured memories alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from worker.memory.extraction.base import ExtractionOutput, PlannedOp
 from worker.memory.extraction.statements import (
     CHITCHAT_PROTOTYPES,
     is_question,
+    is_retraction,
     normalise,
     share_subject_term,
     statements,
@@ -51,6 +54,11 @@ class _Slot:
     op: int | None = None
 
 
+def user_statements(turns: list[BufferedTurn]) -> list[str]:
+    """The statements of the user's turns that could be facts, in order (questions dropped)."""
+    return [s for t in turns if t.role == "user" for s in statements(t.content) if not is_question(s)]
+
+
 def same_subject(similarity: float, a: str, b: str, t: Thresholds) -> bool:
     """The offline manager's one decision: are two statements about one subject?"""
     return similarity >= t.same_subject or (similarity >= t.same_subject_with_term and share_subject_term(a, b))
@@ -67,12 +75,14 @@ class OfflineExtractor:
         episodic: bool = False,
         inserts: bool = True,
         updates: bool = True,
+        deletes: bool = False,
     ) -> None:
         self.embedder = embedder
         self.thresholds = thresholds or OFFLINE.get(embedder.name, CONSERVATIVE)
         self.episodic = episodic
         self.inserts = inserts
         self.updates = updates
+        self.deletes = deletes
         self._chitchat: list[list[float]] | None = None
 
     def is_chitchat(self, vector: list[float]) -> bool:
@@ -80,19 +90,15 @@ class OfflineExtractor:
             self._chitchat = self.embedder.embed(list(CHITCHAT_PROTOTYPES))
         return max(_cos(vector, p) for p in self._chitchat) >= self.thresholds.chitchat
 
-    def candidates(self, turns: list[BufferedTurn]) -> list[str]:
-        """The statements of the user's turns that could be facts, in order."""
-        return [s for t in turns if t.role == "user" for s in statements(t.content) if not is_question(s)]
-
     def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput:
         episode = [offline_episode(turns)] if self.episodic and turns else []
-        found = self.candidates(turns)
+        found = user_statements(turns)
         if not found:
             return ExtractionOutput(ops=episode)
         mine = [(i, m) for i, m in enumerate(existing) if m.schema_name == "Memory" and m.kind != MemoryKind.EPISODE]
         vectors = self.embedder.embed(found + [m.content for _, m in mine])
         slots = [_Slot(m.content, v, alias=i) for (i, m), v in zip(mine, vectors[len(found) :], strict=True)]
-        ops: list[PlannedOp] = []
+        ops: list[PlannedOp | None] = []
         for text, vector in zip(found, vectors[: len(found)], strict=True):
             if self.is_chitchat(vector):
                 continue
@@ -101,23 +107,38 @@ class OfflineExtractor:
             if best is not None and normalise(best[1].content) == normalise(text):
                 continue  # said again, word for word
             if best is not None and same_subject(best[0], text, best[1].content, self.thresholds):
-                if self.updates or best[1].op is not None:
-                    self._replace(best[1], text, vector, ops)
+                slot = best[1]
+                if self.deletes and is_retraction(text):
+                    self._retract(slot, ops)
+                    slots.remove(slot)
+                elif self.updates or slot.op is not None:
+                    self._replace(slot, text, vector, ops)
                 continue  # updates off: the memory stands, and the statement is no new fact
             if not self.inserts:
                 continue
             ops.append(PlannedOp("insert", "Memory", {"content": text}, text))
             slots.append(_Slot(text, vector, op=len(ops) - 1))
-        return ExtractionOutput(ops=ops + episode)
+        return ExtractionOutput(ops=[op for op in ops if op is not None] + episode)
 
     @staticmethod
-    def _replace(slot: _Slot, text: str, vector: list[float], ops: list[PlannedOp]) -> None:
+    def _retract(slot: _Slot, ops: list[PlannedOp | None]) -> None:
+        """Taken back: delete the memory, or drop what this batch planned for it."""
+        if slot.alias is not None:
+            if slot.op is not None:
+                ops[slot.op] = None
+            ops.append(PlannedOp("delete", alias=slot.alias))
+        elif slot.op is not None:
+            ops[slot.op] = None
+
+    @staticmethod
+    def _replace(slot: _Slot, text: str, vector: list[float], ops: list[PlannedOp | None]) -> None:
         """The latest statement wins: update the memory (or the op planned in this batch)."""
         if slot.op is None:
             ops.append(PlannedOp("update", "Memory", {"content": text}, text, alias=slot.alias))
             slot.op = len(ops) - 1
         else:
             old = ops[slot.op]
+            assert old is not None
             ops[slot.op] = PlannedOp(old.action, "Memory", {"content": text}, text, alias=old.alias)
         slot.content, slot.vector = text, vector
 

@@ -17,17 +17,20 @@ _KATAKANA = re.compile(r"[\u30A0-\u30FFー]{2,}")
 _KANJI = re.compile(r"[\u4E00-\u9FFF々]{2,}")
 _LATIN = re.compile(r"[a-z][a-z'-]{2,}")
 _STOP = frozenset(
-    """
-    the and but for with that this these those there their they them then than you your yours
-    i'm i've i'd i'll me my mine myself we our ours us its it's is are was were be been being am
-    have has had having do does did doing done not no yes very really just also too so such
-    what which who whom whose when where why how all any some many much more most other own same
-    can could would should will shall may might must now still ever never always often usually
-    about into onto over under again once here only like likes liked love loves loved enjoy
-    prefer prefers want wants wanted get got gets make made going gone come came lot lots thing
-    things something anything everything nothing one ones today yesterday tomorrow these week
-    since from after before because while until well okay sure thanks thank hello please
-    """.split()
+    " ".join(
+        (
+            "the and but for with that this these those there their they them then than you your yours",
+            "i'm i've i'd i'll me my mine myself we our ours us its it's is are was were be been being",
+            "am have has had having do does did doing done not no yes very really just also too so",
+            "such what which who whom whose when where why how all any some many much more most other",
+            "own same can could would should will shall may might must now still ever never always",
+            "often usually about into onto over under again once here only like likes liked love loves",
+            "loved enjoy prefer prefers want wants wanted get got gets make made going gone come came",
+            "lot lots thing things something anything everything nothing one ones today yesterday",
+            "tomorrow these week since from after before because while until well okay sure thanks",
+            "thank hello please",
+        )
+    ).split()
 )
 _STOP_JA = frozenset({"大好", "本当", "今日", "明日", "昨日", "最近", "毎日", "一番", "今度", "自分", "全部", "時々"})
 CHITCHAT_PROTOTYPES = (
@@ -48,6 +51,42 @@ CHITCHAT_PROTOTYPES = (
     "すごいですね",
 )
 """Greetings, thanks and acknowledgements: what "nothing worth remembering" sounds like."""
+
+
+RETRACTION_CUES = (
+    # Japanese: dislike, stopped, quit, no longer (…ない after もう)
+    "嫌いになり",
+    "嫌いになった",
+    "苦手になり",
+    "やめました",
+    "やめた",
+    "辞めました",
+    "辞めた",
+    "もう好きじゃない",
+    "もう飼って",
+    "もう住んで",
+    "もう吸って",
+    "もう食べて",
+    # English
+    "no longer",
+    "not anymore",
+    "don't like",
+    "do not like",
+    "don't eat",
+    "stopped",
+    "i quit",
+    "gave up",
+    "not any more",
+    "dislike",
+    "i hate",
+)
+"""Phrases that take back an earlier statement on the same subject ("I no longer…", 「…をやめた」)."""
+
+
+def is_retraction(statement: str) -> bool:
+    """Whether a statement takes back something (to delete the memory it is about, if allowed)."""
+    text = normalise(statement).casefold()
+    return any(cue in text for cue in RETRACTION_CUES)
 
 
 def normalise(text: str) -> str:

@@ -22,8 +22,10 @@ class Thresholds(NamedTuple):
 CONSERVATIVE = Thresholds(same_subject=0.99, same_subject_with_term=0.97, chitchat=0.99)
 """For an embedder nobody calibrated (a litellm model): merge only near-identical statements."""
 
-# -- generated below ------------------------------------------------------------------------
+# -- generated below --------------------------------------------------------------------------
 OFFLINE: dict[str, Thresholds] = {
-    "use-m3": Thresholds(same_subject=0.7, same_subject_with_term=0.5, chitchat=0.7),
+    "use-m3": Thresholds(same_subject=0.45, same_subject_with_term=0.23, chitchat=0.39),
+    "e5-small": Thresholds(same_subject=0.95, same_subject_with_term=0.47, chitchat=0.96),
+    "hash-256": Thresholds(same_subject=0.32, same_subject_with_term=0.13, chitchat=0.44),
 }
-JUDGE_FLOOR: dict[str, float] = {"use-m3": 0.3}
+JUDGE_FLOOR: dict[str, float] = {"use-m3": 0.35, "e5-small": 0.8, "hash-256": 0.05}

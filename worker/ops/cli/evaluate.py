@@ -27,7 +27,11 @@ def evaluate(
     ] = None,
     category: Annotated[list[str] | None, typer.Option("--category", help="Only these categories.")] = None,
     mode: Annotated[
-        str, typer.Option(help="pipeline (producer, worker, Qdrant) or extraction (the memory manager alone).")
+        str,
+        typer.Option(
+            help="pipeline (producer, worker, Qdrant), extraction (the memory manager alone), or retrieval "
+            "(dense vs hybrid search and the search-before-extract query sets, on one haystack)."
+        ),
     ] = "pipeline",
     baseline: Annotated[Path | None, typer.Option(help="An earlier --json output: show what changed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
@@ -39,8 +43,8 @@ def evaluate(
     updates in place, stale facts, duplicates, retrieval recall@5 and MRR, cost per session."""
     from worker.ops.eval.scenario import EvalFormatError, load_scenarios
 
-    if mode not in ("pipeline", "extraction"):
-        fail(f"--mode must be pipeline or extraction, got {mode!r}")
+    if mode not in ("pipeline", "extraction", "retrieval"):
+        fail(f"--mode must be pipeline, extraction or retrieval, got {mode!r}")
     overrides = {"model": model} | ({"embedding_model": embedding_model} if embedding_model else {})
     s = settings(**overrides)
     before = None
@@ -62,6 +66,9 @@ def evaluate(
         fail(str(e))
     if not chosen:
         fail("no scenario matches (check --category)")
+    if mode == "retrieval":
+        _study(s, chosen, as_json, out)
+        return
     _run(s, chosen, judge, mode, before, out, as_json, source=", ".join(map(str, scenarios or ["shipped"])))  # type: ignore[arg-type]
 
 
@@ -101,3 +108,19 @@ def _run(s, chosen, judge_model, mode: Literal["pipeline", "extraction"], before
         print_json(report)
         return
     render(report, console, before)
+
+
+def _study(s, chosen, as_json: bool, out: Path | None) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from producer.memories.embeddings import make_embedder
+    from worker.ops.eval.report import render_study
+    from worker.ops.eval.retrieval import run_study
+
+    study = run_study(make_embedder(s), chosen)
+    if out is not None:
+        out.write_text(json.dumps(study, indent=2, ensure_ascii=False), encoding="utf-8")
+    if as_json:
+        print_json(study)
+    else:
+        render_study(study, console)

@@ -17,13 +17,20 @@ PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 @cli.command()
-def demo(timeout: Annotated[float, typer.Option(help="Seconds to wait for reflections.")] = 60.0) -> None:
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for reflections.")] = 60.0,
+    model: Annotated[
+        str | None, typer.Option(help="A litellm model to reflect with (default: the offline manager, not an LLM).")
+    ] = None,
+) -> None:
     """Run the whole pipeline on embedded defaults and show one reflection per burst."""
     from worker.observability.logs import configure
     from worker.ops.demo import run_demo
 
     # Own key prefix: the demo resets its keys, which must never be a deployment's.
     s = settings(after_seconds=1.0, max_wait_s=30.0, namespace="demo", key_prefix="reverie-demo")
+    if model is not None:
+        s = s.model_copy(update={"model": model})
     configure("WARNING")
     report = run_demo(s, console, timeout_s=timeout)
     ok = all(report.reflections[k] == report.bursts[k] for k in report.bursts)

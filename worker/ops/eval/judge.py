@@ -31,6 +31,8 @@ def _text_of(memory: MemoryRecord) -> str:
 
 def mentions_ok(check: Check, memory: MemoryRecord) -> bool:
     text = _text_of(memory)
+    if any(word.casefold() in text for word in check.excludes):
+        return False
     for item in check.mentions:
         options = [item] if isinstance(item, str) else item
         if not any(option.casefold() in text for option in options):
@@ -43,8 +45,10 @@ def field_ok(check: FieldCheck, value: Any) -> bool:
         return False
     if "eq" in check.model_fields_set and value != check.eq:
         return False
-    if check.contains is not None and check.contains.casefold() not in str(value).casefold():
-        return False
+    if check.contains is not None:
+        options = [check.contains] if isinstance(check.contains, str) else check.contains
+        if not any(o.casefold() in str(value).casefold() for o in options):
+            return False
     if check.one_of is not None and value not in check.one_of:
         return False
     bounds = ((check.gte, lambda v, b: v >= b), (check.lte, lambda v, b: v <= b))

@@ -1,8 +1,7 @@
-"""Running the scenarios through the whole reflection path: the real producer, a Celery worker and
-a dispatcher in threads, Qdrant in local mode in a temporary folder, and Redis (``REDIS_URL``
-under a key prefix of its own, deleted afterwards, or an embedded Valkey). Session k of every
-scenario is submitted at once, then the run waits for each thread's commit and reads the users'
-memories back through the read client.
+"""Running the scenarios through the whole reflection path (``harness``: the real producer, a
+Celery worker and a dispatcher, local-mode Qdrant, Redis). Session k of every scenario is
+submitted at once, then the run waits for each thread's commit and reads the users' memories
+back through the read client.
 
 ``run_extraction`` scores the extractor alone, through the public memory manager: no Redis, no
 Qdrant, the whole state shown to the model, no retrieval.
@@ -10,33 +9,22 @@ Qdrant, the whole state shown to the model, no retrieval.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-from pydantic import SecretStr
 
 from schemas.memory import MemoryRecord
-from schemas.profiles import register
-from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
 from worker.memory.manager import Delete, Insert, MemoryManager, Update
+from worker.ops.eval.harness import harness
 from worker.ops.eval.judge import Judge
 from worker.ops.eval.profiles import profile_for
 from worker.ops.eval.scenario import Scenario
 from worker.ops.eval.scoring import ScenarioScore, SessionState, score_scenario
 
 Progress = Callable[[int, int], None]
-TERMINAL = ("committed", "dead_lettered")
-DEBOUNCE_S = 0.2
 
 
 @dataclass
@@ -49,31 +37,6 @@ class RunResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _user_ids(run: str, n: int, scenario: Scenario) -> dict[str, str]:
-    return {name: f"{run}-{n}-{name}" for name in scenario.users}
-
-
-class _Results:
-    """Finished reflections by (user, thread), with when they finished."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_thread: dict[tuple[str, str], list[tuple[ReflectionResult, float]]] = {}
-
-    def __call__(self, result: ReflectionResult) -> None:
-        with self.lock:
-            self.by_thread.setdefault((result.user_id, result.thread_id), []).append((result, time.monotonic()))
-
-    def terminal(self, key: tuple[str, str]) -> tuple[ReflectionResult, float] | None:
-        with self.lock:
-            return next(((r, t) for r, t in self.by_thread.get(key, []) if r.outcome in TERMINAL), None)
-
-    def cost(self, key: tuple[str, str]) -> tuple[int, int]:
-        with self.lock:
-            done = [r for r, _ in self.by_thread.get(key, [])]
-        return sum(r.llm_calls for r in done), sum(r.prompt_tokens + r.completion_tokens for r in done)
-
-
 def run_pipeline(
     base: Settings,
     scenarios: Sequence[Scenario],
@@ -83,109 +46,46 @@ def run_pipeline(
     session_timeout_s: float = 180.0,
 ) -> RunResult:
     """Every scenario through the pipeline; scores computed before the store is closed."""
-    from celery.contrib.testing.worker import start_worker
-
-    from producer import Producer, ProducerConfig
-    from worker.app import create_app, make_dispatcher
-    from worker.ops.embedded import start_embedded_redis
-    from worker.pipeline.dispatcher import DispatcherThread
-    from worker.runtime import build_runtime, install
-
     started = time.monotonic()
-    run = f"ev{uuid.uuid4().hex[:6]}"
-    with ExitStack() as stack:
-        folder = Path(tempfile.mkdtemp(prefix="reverie-eval-"))
-        stack.callback(shutil.rmtree, folder, True)
-        url = base.resolved_redis_url()
-        if url is None:
-            server = start_embedded_redis()
-            stack.callback(server.stop)
-            url = server.connection_url
-        settings = base.model_copy(
-            update={
-                "redis_url": SecretStr(url),
-                "key_prefix": f"reverie-{run}",
-                "qdrant_url": None,
-                "qdrant_path": folder / "qdrant",
-                "namespace": "eval",
-                "after_seconds": DEBOUNCE_S,
-                "max_wait_s": 30.0,
-                "max_attempts": 2,
-                "dispatcher_in_worker": False,
-                "dispatch_interval_s": 0.05,
-                "worker_concurrency": 8,
-                "consolidate_interval_s": 0.0,
-                "profiles": None,
-            }
-        )
-        for scenario in scenarios:
-            register(profile_for(scenario))
-        runtime = build_runtime(settings)
-        stack.callback(runtime.close)
-        stack.callback(_delete_prefix, runtime.redis, settings.key_prefix)
-        results = _Results()
-        runtime.reflector.on_result = results
-        install(runtime)
-        stack.callback(install, None)
-        app = create_app(settings)
-        stack.enter_context(
-            start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING")
-        )
-        stack.enter_context(DispatcherThread(make_dispatcher(app)))
-        producer = Producer(ProducerConfig(redis_url=url, key_prefix=settings.key_prefix, after_seconds=DEBOUNCE_S))
-        stack.callback(producer.close)
-
-        ids = [_user_ids(run, n, s) for n, s in enumerate(scenarios)]
+    with harness(base, [profile_for(s) for s in scenarios]) as h:
+        ids = [{name: f"{h.run_id}-{n}-{name}" for name in s.users} for n, s in enumerate(scenarios)]
         states: list[list[SessionState]] = [[] for _ in scenarios]
         errors: list[str] = []
-        total = sum(len(s.sessions) for s in scenarios)
-        done = 0
+        total, done = sum(len(s.sessions) for s in scenarios), 0
         for k in range(max(len(s.sessions) for s in scenarios)):
             pending: dict[tuple[str, str], tuple[int, float]] = {}
             for n, scenario in enumerate(scenarios):
-                if k >= len(scenario.sessions):
-                    continue
-                session = scenario.sessions[k]
-                key = (ids[n][session.user], f"s{k + 1}")
-                messages = [
-                    {"role": t.role, "content": t.content, "id": f"{scenario.id}-{k}-{i}"}
-                    for i, t in enumerate(session.turns)
-                ]
-                producer.submit(*key, messages, profile=f"eval-{scenario.id}")
-                pending[key] = (n, time.monotonic())
-            deadline = time.monotonic() + session_timeout_s
-            finished: dict[tuple[str, str], float] = {}
-            while len(finished) < len(pending) and time.monotonic() < deadline:
-                for key in pending:
-                    hit = None if key in finished else results.terminal(key)
-                    if hit is not None:
-                        finished[key] = hit[1]
-                        if hit[0].outcome != "committed":
-                            errors.append(f"{scenarios[pending[key][0]].id} session {k + 1}: {hit[0].outcome}")
-                        done += 1
-                        if progress is not None:
-                            progress(done, total)
-                time.sleep(0.05)
+                if k < len(scenario.sessions):
+                    session = scenario.sessions[k]
+                    key = (ids[n][session.user], f"s{k + 1}")
+                    messages = [
+                        {"role": t.role, "content": t.content, "id": f"{scenario.id}-{k}-{i}"}
+                        for i, t in enumerate(session.turns)
+                    ]
+                    h.producer.submit(*key, messages, profile=f"eval-{scenario.id}")
+                    pending[key] = (n, time.monotonic())
+            finished = h.wait(list(pending), session_timeout_s)
             for key, (n, submitted) in pending.items():
-                if key not in finished:
+                result = finished.get(key)
+                if result is None:
                     errors.append(f"{scenarios[n].id} session {k + 1}: no commit within {session_timeout_s:.0f} s")
-                calls, tokens = results.cost(key)
-                seconds = finished.get(key, time.monotonic()) - submitted
-                memories = {name: runtime.store.list(uid, limit=1000) for name, uid in ids[n].items()}
+                elif result.outcome != "committed":
+                    errors.append(f"{scenarios[n].id} session {k + 1}: {result.outcome}")
+                hit = h.results.terminal(key)
+                calls, tokens = h.results.cost(key)
+                seconds = (hit[1] if hit else time.monotonic()) - submitted
+                memories = {name: h.runtime.store.list(uid, limit=1000) for name, uid in ids[n].items()}
                 states[n].append(SessionState(memories, llm_calls=calls, tokens=tokens, seconds=seconds))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
 
         def search(user_id: str, question: str, limit: int) -> list[MemoryRecord]:
-            return runtime.store.search(user_id, question, limit=limit)
+            return h.runtime.store.search(user_id, question, limit=limit)
 
         scores = [score_scenario(s, states[n], judge, search, ids[n]) for n, s in enumerate(scenarios)]
-        extractor = runtime.reflector.extractor_for(profile_for(scenarios[0])).name
-        return RunResult(scores, extractor, runtime.embedder.name, "pipeline", time.monotonic() - started, errors)
-
-
-def _delete_prefix(client: Any, prefix: str) -> None:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i : i + 500])
+        extractor = h.runtime.reflector.extractor_for(profile_for(scenarios[0])).name
+        return RunResult(scores, extractor, h.runtime.embedder.name, "pipeline", time.monotonic() - started, errors)
 
 
 def apply_ops(state: list[MemoryRecord], ops: Sequence[Insert | Update | Delete], now: datetime) -> list[MemoryRecord]:

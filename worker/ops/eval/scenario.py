@@ -35,7 +35,8 @@ class FieldCheck(_Model):
     """Exact checks on one field of a structured memory (all given ones must hold)."""
 
     eq: Any = None
-    contains: str | None = None
+    contains: str | list[str] | None = None
+    """A substring, or alternatives (any one)."""
     one_of: list[Any] | None = None
     gte: float | None = None
     lte: float | None = None
@@ -53,9 +54,11 @@ class Check(_Model):
     """What a memory must say. ``mentions``: every item must appear in it (an item that is a list
     is alternatives); ``text``: the fact in words, for the judge; ``fields``/``schema``: exact."""
 
-    user: str = "user"
+    user: str = Field(default="user", pattern=r"^[a-z0-9][a-z0-9-]{0,19}$")
     text: str | None = None
     mentions: list[Mention] = Field(default_factory=list)
+    excludes: list[str] = Field(default_factory=list)
+    """None of these may appear (e.g. "moved from Osaka" is not "lives in Osaka")."""
     fields: dict[str, FieldCheck] = Field(default_factory=dict)
     schema_name: str | None = Field(default=None, alias="schema")
 
@@ -82,7 +85,7 @@ class Turn(_Model):
 
 
 class Session(_Model):
-    user: str = "user"
+    user: str = Field(default="user", pattern=r"^[a-z0-9][a-z0-9-]{0,19}$")
     turns: list[Turn] = Field(min_length=1)
     expect: list[Expect] = Field(default_factory=list)
     """The complete expected state of every user of the scenario after this session."""
@@ -97,7 +100,7 @@ class Session(_Model):
 
 
 class Question(_Model):
-    user: str = "user"
+    user: str = Field(default="user", pattern=r"^[a-z0-9][a-z0-9-]{0,19}$")
     ask: str = Field(min_length=1)
     answer: str
     """Key of the expected memory (final session) that answers it."""
@@ -123,14 +126,16 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for n, session in enumerate(self.sessions):
-            keys = [e.key for e in session.expect]
+            keys = [(e.user, e.key) for e in session.expect]
             if len(set(keys)) != len(keys):
-                raise ValueError(f"sessions[{n}]: expectation keys repeat")
+                raise ValueError(f"sessions[{n}]: a user's expectation keys repeat")
             for e in session.expect:
-                if e.same_as is not None and e.same_as not in seen:
-                    raise ValueError(f"sessions[{n}].{e.key}: same_as {e.same_as!r} names no earlier expectation")
+                if e.same_as is not None and (e.user, e.same_as) not in seen:
+                    raise ValueError(
+                        f"sessions[{n}].{e.key}: same_as {e.same_as!r} names no earlier expectation of {e.user!r}"
+                    )
             seen |= set(keys)
         final = {(e.user, e.key) for e in self.sessions[-1].expect}
         for q in self.questions:

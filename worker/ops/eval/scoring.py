@@ -128,9 +128,7 @@ def score_scenario(
             c.matched += len(pairs)
             taken = set(pairs.values())
             c.duplicates += sum(
-                1
-                for col in range(len(memories))
-                if col not in taken and any(passes[row][col] for row in pairs)
+                1 for col in range(len(memories)) if col not in taken and any(passes[row][col] for row in pairs)
             )
             for row, e in enumerate(expects):
                 col = pairs.get(row)
@@ -147,12 +145,16 @@ def score_scenario(
                         out.failures.append(f"session {n + 1}: {user}/{e.key} not updated in place")
             extra = len(memories) - len(pairs)
             if extra:
-                out.failures.append(f"session {n + 1}: {user} has {extra} unexpected memor{'y' if extra == 1 else 'ies'}")
+                out.failures.append(
+                    f"session {n + 1}: {user} has {extra} unexpected memor{'y' if extra == 1 else 'ies'}"
+                )
             for check in (a for a in session.absent if a.user == user):
                 c.absent += 1
                 if any(judge.passes(check, memories)):
                     c.stale += 1
-                    out.failures.append(f"session {n + 1}: {user} still has a stale fact ({check.text or check.mentions})")
+                    out.failures.append(
+                        f"session {n + 1}: {user} still has a stale fact ({check.text or check.mentions})"
+                    )
         matched_ids.update(current)
         final = current
         out.counts.add(c)

@@ -81,9 +81,10 @@ def test_persistent_llm_errors_raise_llm_unavailable(llm: ScriptedLLM) -> None:
 
 
 def test_offline_extractor_stores_user_turns_and_skips_near_duplicates() -> None:
-    """Not an LLM: verbatim user turns, minus repeats of each other."""
+    """Not an LLM: verbatim user statements; a repeat of one is no second memory (the latest
+    wording wins); the assistant's turns are not facts about the user."""
     ex = OfflineExtractor(HashEmbedder(256))
     turns = [*_turns("I love miso ramen", "I love miso ramen!"), BufferedTurn(role="assistant", content="ok", ts_ms=0)]
     out = ex.extract(turns, [])
-    assert [op.content for op in out.ops] == ["I love miso ramen"]
+    assert [op.content for op in out.ops] == ["I love miso ramen!"]
     assert out.llm_calls == 0 and "not an LLM" in ex.name
