@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,8 @@ class _Base:
         self.config = config or ProducerConfig()
         self.keys = Keys(self.config.key_prefix)
         self._spool: deque[ScriptCall] = deque()
+        self._dropped_log = _Throttled(self.config.log_interval_s)
+        self._spooled_log = _Throttled(self.config.log_interval_s)
 
     def _prepare(
         self,
@@ -85,28 +88,33 @@ class _Base:
     def _unavailable(self, request: SubmitRequest, err: Exception, call: ScriptCall) -> SubmitReceipt:
         if self.config.on_unavailable == "raise":
             raise ProducerUnavailable(f"Redis unreachable: {type(err).__name__}") from err
+        ids = {"user_id": request.user_id, "thread_id": request.thread_id, "error": type(err).__name__}
         if self.config.on_unavailable == "spool" and len(self._spool) < self.config.spool_max:
             self._spool.append(call)
-            log.warning(
-                "reverie submit spooled: redis unreachable",
-                extra={
-                    "user_id": request.user_id,
-                    "thread_id": request.thread_id,
-                    "spooled": len(self._spool),
-                    "error": type(err).__name__,
-                },
-            )
+            self._spooled_log.warn("reverie submits spooled: redis unreachable", spooled=len(self._spool), **ids)
             return core.spooled_receipt()
-        log.warning(
-            "reverie submit dropped: redis unreachable",
-            extra={
-                "user_id": request.user_id,
-                "thread_id": request.thread_id,
-                "turn_count": len(request.messages),
-                "error": type(err).__name__,
-            },
-        )
+        self._dropped_log.warn("reverie submits dropped: redis unreachable", **ids)
         return core.dropped_receipt()
+
+
+class _Throttled:
+    """One warning per interval in an outage, not one per submit: the line carries how many
+    submits it stands for (``count``, since the previous line) and the ids of the latest."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last = -float("inf")
+        self._count = 0
+
+    def warn(self, message: str, **extra: object) -> None:
+        with self._lock:
+            self._count += 1
+            now = time.monotonic()
+            if now - self._last < self.interval_s:
+                return
+            count, self._count, self._last = self._count, 0, now
+        log.warning(message, extra={**extra, "count": count})
 
 
 class Producer(_Base):

@@ -24,6 +24,8 @@ class ProducerConfig(BaseModel):
     the next submit or on ``flush()`` once Redis answers; lost if this process exits first)."""
     spool_max: int = Field(default=10_000, ge=1, le=1_000_000)
     """Submits the spool holds; when full, further submits are dropped (status "dropped")."""
+    log_interval_s: float = Field(default=10.0, ge=0, le=3600)
+    """In an outage, at most one warning per this many seconds (with a count), not one per submit."""
     profiles: frozenset[str] | None = None
     """Allowed profile names; ``None`` accepts any well-formed name (the worker checks)."""
 

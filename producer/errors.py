@@ -20,3 +20,7 @@ class ProducerUnavailable(ProducerError, ConnectionError):
 
 class StoreUnavailable(ProducerError):
     """Qdrant could not be reached or failed server-side; safe to retry later. Never carries secrets."""
+
+
+class StoreLocked(StoreUnavailable):
+    """Local-mode Qdrant is a folder one process owns; another process opened it first."""

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0, le=600, description="Timeout of one LLM call.")
     llm_max_retries: int = Field(default=3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
     validation_retries: int = Field(default=2, ge=0, le=5, description="Times invalid tool args go back to the LLM.")
+    llm_protocol: Literal["tools", "json"] = Field(
+        default="tools",
+        description="How the model answers: tool calls, or one JSON object under response_format "
+        "(for servers without tool calling: llama.cpp, some Ollama models, vLLM without a tool parser).",
+    )
     enable_deletes: bool = Field(default=False, description="Let the LLM delete memories (LangMem default: off).")
     embedding_model: str = Field(
         default="use-m3",
@@ -107,6 +112,9 @@ class Settings(BaseSettings):
     )
     dispatcher_in_worker: bool = Field(default=True, description="Run a dispatcher thread in each worker.")
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
+    result_ttl_s: int = Field(
+        default=3600, ge=60, le=30 * 86400, description="Celery results of commits and failures are kept this long."
+    )
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus exporter port of each worker; 0 turns it off."
     )

@@ -104,7 +104,7 @@ def test_flower_shows_workers_and_reflections_by_outcome(flower, make_system, sc
     system.producer.submit(user, "t2", [{"role": "user", "content": "one"}], after_seconds=60)
     system.producer.submit(user, "t2", [{"role": "user", "content": "two"}], after_seconds=60)
     stale = system.app.send_task(REFLECT, kwargs={"user_id": user, "thread_id": "t2", "generation": 1})
-    system.wait_for(lambda: stale.state == "SUPERSEDED", what="superseded")
+    system.wait_for(lambda: "superseded" in system.outcomes(user), what="superseded")
 
     def mine() -> dict[str, Any]:
         _, tasks = _get(f"{flower}/api/tasks?limit=1000")

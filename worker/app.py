@@ -54,11 +54,12 @@ def create_app(settings: Settings | None = None) -> Celery:
         # a Qdrant server) for CPU isolation; local-mode Qdrant needs one process.
         worker_pool="threads",
         worker_concurrency=settings.worker_concurrency,
-        # Flower: task events and STARTED state; results are small summaries, kept one day.
+        # Flower: task events and STARTED state. Results are small summaries of commits and
+        # failures only (no-work outcomes store none), kept REVERIE_RESULT_TTL_S; Redis expires them.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        task_track_started=True,
-        result_expires=86400,
+        task_track_started=False,  # STARTED reaches Flower as an event; storing it would leave a key per task
+        result_expires=settings.result_ttl_s,
         # Time limits (enforced by prefork/gevent pools; threads rely on the LLM/Qdrant
         # timeouts). Kept under the user lease so a killed task never outlives its fence.
         task_soft_time_limit=max(settings.lease_s - 30, 1),

@@ -60,7 +60,10 @@ def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[
                 deletes=profile.enable_deletes,
             )
         return LLMExtractor(
-            profile, LLMClient.from_settings(settings, model), validation_retries=settings.validation_retries
+            profile,
+            LLMClient.from_settings(settings, model),
+            validation_retries=settings.validation_retries,
+            protocol=settings.llm_protocol,
         )
 
     return extractor_for

@@ -7,6 +7,7 @@ and Celery sees no duplicate. Settings come from the app the task runs on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import structlog
 from celery import Celery, Task
 from celery.exceptions import Ignore
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from producer.core import describe_errors
 from schemas.ids import check_id
@@ -22,6 +24,7 @@ from schemas.settings import Settings
 from worker.errors import InvalidTaskArguments
 from worker.observability.logs import get_logger
 from worker.observability.metrics import observe_reflection
+from worker.pipeline.histograms import REFLECTION, observations
 from worker.pipeline.reflection import ReflectionFailed
 from worker.runtime import get_runtime
 
@@ -31,13 +34,11 @@ CONSOLIDATE = "reverie.consolidate"
 OPTIMIZE_PROMPT = "reverie.optimize_prompt"
 
 CUSTOM_STATES = {"superseded": "SUPERSEDED", "rolled_back": "ROLLED_BACK", "deferred": "DEFERRED"}
-"""Outcomes that did no work. They end in their own Celery state instead of SUCCESS, so Flower
-(state column, ``/api/tasks?state=SUPERSEDED``) and the result backend tell them apart from
-commits: the task stores the state with the summary as its meta, sends a ``task-<outcome>``
-event (Flower turns an unknown event type into that state) and raises ``Ignore`` so that no
-``task-succeeded`` event overrides it; the message is still acknowledged. Trade-off: these
-states are not in ``celery.states.READY_STATES``, so ``AsyncResult.get()`` would wait forever
-on them; read ``AsyncResult.state``/``.info`` instead (nothing in Reverie waits on results)."""
+"""Outcomes that did no work. They end in their own state instead of SUCCESS, so Flower (state
+column, search ``state:SUPERSEDED``) tells them apart from commits: the task sends a
+``task-<outcome>`` event (Flower turns an unknown event type into that state) and raises
+``Ignore``, so that no ``task-succeeded`` event overrides it and no result is stored; the message
+is still acknowledged. Commits and failures are stored, for ``REVERIE_RESULT_TTL_S``."""
 
 EXPECTED_FAILURES = (ReflectionFailed, InvalidTaskArguments)
 """Failures Reverie has already logged (one line, ids only): Celery records the FAILURE state
@@ -71,20 +72,30 @@ def reflect(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         user_id=parsed.user_id, thread_id=parsed.thread_id, generation=parsed.generation, task_id=self.request.id
     ):
         started = time.monotonic()
+        runtime = get_runtime(_settings(self))
         try:
-            result = get_runtime(_settings(self)).reflector.run(parsed)
+            result = runtime.reflector.run(parsed)
         except Exception:
-            observe_reflection("failed", started)
+            _observe(runtime, "failed", started)
             raise  # logged once by the reflector: a WARNING, or an ERROR with traceback if unexpected
-        observe_reflection(result.outcome, started)
+        _observe(runtime, result.outcome, started)
         log.info("reflection finished", outcome=result.outcome, inserted=result.inserted, updated=result.updated)
         summary = result.model_dump()
         state = CUSTOM_STATES.get(result.outcome)
         if state is not None and self.request.id and not self.request.is_eager:
-            self.update_state(state=state, meta=summary)
+            # Flower learns the state from the event; nothing reads a no-work result, so none
+            # is stored (a deferral per second would otherwise fill the backend).
             self.send_event(f"task-{result.outcome}", result=summary)
             raise Ignore()
         return summary
+
+
+def _observe(runtime: Any, outcome: str, started: float) -> None:
+    """The reflection's duration: this process's histogram, and the fleet's (Redis)."""
+    seconds = time.monotonic() - started
+    observe_reflection(outcome, seconds)
+    with contextlib.suppress(RedisError):  # a metric must never fail a reflection
+        runtime.coordinator.incr_stats(**observations(REFLECTION, [seconds], label=outcome))
 
 
 def consolidate(self: Task, flush: bool | None = None, user_id: str | None = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ if first == 0 then first = now end
 local due = now + tonumber(ARGV[1])
 local cap = first + tonumber(ARGV[2])
 if cap < due then due = cap end
-redis.call('HSET', KEYS[1], 'first_ms', first, 'last_ms', now, 'profile', ARGV[4])
+redis.call('HSET', KEYS[1], 'first_ms', first, 'last_ms', now, 'profile', ARGV[4], 'max_wait_ms', ARGV[2])
 if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0 then
   redis.call('ZADD', KEYS[4], due, ARGV[3])
 else

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from producer.errors import StoreUnavailable
+from producer.errors import StoreLocked, StoreUnavailable
 from producer.memories.embeddings import Embedder, make_embedder
 from producer.memories.reader import MemoryReader
 from schemas.memory import MemoryRecord
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from schemas.settings import Settings
 
-__all__ = ["Embedder", "MemoryReader", "MemoryRecord", "StoreUnavailable", "open_qdrant", "open_reader"]
+__all__ = ["Embedder", "MemoryReader", "MemoryRecord", "StoreLocked", "StoreUnavailable", "open_qdrant", "open_reader"]
 
 
 def open_qdrant(settings: Settings) -> QdrantClient:
@@ -35,9 +35,18 @@ def open_qdrant(settings: Settings) -> QdrantClient:
         # start before Qdrant does. Outages surface as StoreUnavailable on use.
         return QdrantClient(url=settings.qdrant_url, api_key=api_key, check_compatibility=False)
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    # Every call is serialised by the reader's lock, so sharing the sqlite connections across
-    # threads is safe (macOS builds of sqlite would refuse otherwise).
-    return QdrantClient(path=str(settings.qdrant_path), force_disable_check_same_thread=True)
+    try:
+        # Every call is serialised by the reader's lock, so sharing the sqlite connections across
+        # threads is safe (macOS builds of sqlite would refuse otherwise).
+        return QdrantClient(path=str(settings.qdrant_path), force_disable_check_same_thread=True)
+    except RuntimeError as e:
+        if "already accessed" not in str(e):
+            raise
+        raise StoreLocked(
+            f"the local-mode Qdrant folder {settings.qdrant_path} is in use by another process (a worker, "
+            "the demo or a CLI command): local mode allows one process; to run more, use a Qdrant server "
+            "(set REVERIE_QDRANT_URL)"
+        ) from None
 
 
 def open_reader(settings: Settings, *, embedder: Embedder | None = None) -> MemoryReader:

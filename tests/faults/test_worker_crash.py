@@ -98,3 +98,43 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
     finally:
         store.close()
     assert contents == sorted([*(t["content"] for t in turns), "one more fact"]), "each turn once, no duplicates"
+
+
+@pytest.mark.timeout(200)
+def test_a_dead_workers_lease_is_waited_out_without_a_busy_loop(
+    worker_env, spawn, scripted, redis_url, redis_client, prefix
+) -> None:
+    """A worker dies holding a user's 8 s lease. Its thread comes back (in-flight deadline 2 s)
+    and waits for the lease once, instead of being dispatched and deferred every second; and no
+    result is stored for the wait (only the commit's)."""
+    from worker.pipeline.keys import WorkerKeys
+
+    keys = WorkerKeys(prefix)
+    target: dict[str, Any] = {}
+
+    def kill_during_call(body: dict[str, Any]) -> Reply:
+        proc: WorkerProcess | None = target.pop("proc", None)
+        if proc is not None:
+            os.kill(proc.pid, signal.SIGKILL)
+        return insert_each_user_turn(body)
+
+    scripted.set_responder(kill_during_call)
+    env = worker_env | {"REVERIE_LEASE_S": "8"}
+    user = uid("u")
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=0.3)) as producer:
+        producer.submit(user, "t", [{"role": "user", "content": "I keep bees", "id": "m0"}])
+        target["proc"] = first = spawn(env)
+        assert first.wait(90) == KILLED
+        assert redis_client.exists(keys.lease(user)), "the dead worker's lease is still held"
+        healthy = spawn(env)
+        wait_until(
+            lambda: redis_client.llen(keys.buffer(user, "t")) == 0, 60, "the turn reflected after the lease ran out"
+        )
+        assert healthy.stop() == 0, healthy.log()
+    stats = {k.decode(): int(v) for k, v in redis_client.hgetall(keys.stats).items()}
+    assert stats.get("committed") == 1
+    assert stats.get("deferred", 0) <= 2, f"deferred {stats.get('deferred')} times: a busy loop"
+    assert stats.get("dispatched", 0) <= 4
+    results = list(redis_client.scan_iter(match=f"{keys.celery_prefix()}celery-task-meta-*", count=1000))
+    assert len(results) == 1, "one stored result: the commit's"
+    assert redis_client.ttl(results[0]) > 0, "results expire"

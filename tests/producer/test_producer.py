@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -144,6 +145,21 @@ def test_unreachable_redis_drops_within_the_timeout_by_default() -> None:
         receipt = p.submit("u", "t", [{"role": "user", "content": "x"}])
         assert time.monotonic() - start < 2.0
     assert receipt.status == "dropped"
+
+
+def test_an_outage_logs_one_line_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    """86 dropped submits in a short outage are not 86 warnings: one line now, then one per
+    interval saying how many it stands for (ids of the latest only)."""
+    cfg = ProducerConfig(redis_url=f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.05, log_interval_s=0.5)
+    caplog.set_level(logging.WARNING, logger="reverie.producer")
+    with Producer(cfg) as p:
+        for i in range(20):
+            assert p.submit(f"u{i}", "t", [{"role": "user", "content": "secret text"}]).status == "dropped"
+        time.sleep(0.6)
+        p.submit("last", "t", [{"role": "user", "content": "secret text"}])
+    lines = [r for r in caplog.records if r.name == "reverie.producer"]
+    assert [getattr(r, "count", None) for r in lines] == [1, 20]
+    assert lines[-1].user_id == "last" and "secret text" not in caplog.text  # type: ignore[attr-defined]
 
 
 def test_unreachable_redis_raises_when_asked() -> None:

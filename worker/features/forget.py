@@ -77,7 +77,7 @@ def _take_lease(runtime: Runtime, user_id: str, wait_s: float) -> int:
     deadline = time.monotonic() + wait_s
     while True:
         token = runtime.coordinator.acquire_lease(user_id, LEASE_TTL_MS)
-        if token:
+        if token > 0:
             return token
         if time.monotonic() >= deadline:
             raise UserBusy(f"a reflection of user {user_id} is still running; try again")
@@ -114,7 +114,7 @@ def forget_user(
     pipe.zrem(keys.changed_ss, user_id)
     data_keys = [k for group in per_thread.values() for k in group] + results + [keys.history(user_id)]
     pipe.delete(*data_keys)
-    pipe.delete(keys.fence(user_id), keys.lease(user_id))  # ours now; not counted
+    pipe.delete(keys.fence(user_id), keys.lease(user_id), keys.waiters(user_id))  # ours now; not counted
     deleted_keys = int(pipe.execute()[-2])
     memories = runtime.store.delete_user(user_id)
     return {

@@ -176,6 +176,7 @@ def create_memory_manager(
     timeout_s: float = 60.0,
     max_retries: int = 3,
     validation_retries: int = 2,
+    protocol: str = "tools",
     embedder: Embedder | str = "use-m3",
     profile: Profile | None = None,
 ) -> MemoryManager:
@@ -200,4 +201,5 @@ def create_memory_manager(
         )
         return MemoryManager(profile, offline)
     client = LLMClient(model, api_base=api_base, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries)
-    return MemoryManager(profile, LLMExtractor(profile, client, validation_retries=validation_retries))
+    extractor = LLMExtractor(profile, client, validation_retries=validation_retries, protocol=protocol)
+    return MemoryManager(profile, extractor)

@@ -8,7 +8,6 @@ serves both.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
@@ -17,8 +16,8 @@ from prometheus_client.registry import Collector
 
 LOCAL = CollectorRegistry(auto_describe=True)
 REFLECTION_SECONDS = Histogram(
-    "reverie_reflection_duration_seconds",
-    "Wall time of one reflection task in this process, by outcome.",
+    "reverie_process_reflection_duration_seconds",
+    "Wall time of one reflection task in this process, by outcome (fleet-wide: reverie_reflection_duration_seconds).",
     ["outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
     registry=LOCAL,
@@ -56,8 +55,8 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> obje
     return server
 
 
-def observe_reflection(outcome: str, started: float) -> None:
-    REFLECTION_SECONDS.labels(outcome=outcome).observe(time.monotonic() - started)
+def observe_reflection(outcome: str, seconds: float) -> None:
+    REFLECTION_SECONDS.labels(outcome=outcome).observe(seconds)
 
 
 def observe_dispatch_lag(lag_ms: int) -> None:

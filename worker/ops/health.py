@@ -54,19 +54,18 @@ def check_redis(settings: Settings) -> Check:
 
 
 def check_qdrant(settings: Settings) -> Check:
-    from qdrant_client import QdrantClient
+    from producer.errors import StoreLocked
+    from producer.memories import open_qdrant
 
     where = settings.qdrant_url or f"local mode at {settings.qdrant_path}"
     try:
-        if settings.qdrant_url:
-            key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            client = QdrantClient(url=settings.qdrant_url, api_key=key, timeout=5, check_compatibility=False)
-        else:
-            client = QdrantClient(path=str(settings.qdrant_path))
+        client = open_qdrant(settings)
         try:
             n = len(client.get_collections().collections)
         finally:
             client.close()
+    except StoreLocked:  # a worker (or the demo) owns the folder: usable, by that process
+        return Check("qdrant", "warn", f"{where}: in use by another process (a running worker?); local mode allows one")
     except Exception as e:
         return Check("qdrant", "fail", f"{where}: {_error(e)}")
     status: Status = "ok" if settings.qdrant_url else "warn"
@@ -82,7 +81,7 @@ def _litellm() -> Any:
 
 def check_llm(settings: Settings, *, probe: bool = False) -> Check:
     if not settings.model:
-        return Check("llm", "warn", "REVERIE_MODEL unset: offline extractor (stores user turns verbatim, not an LLM)")
+        return Check("llm", "warn", "REVERIE_MODEL unset: the offline memory manager (not an LLM) reflects")
     litellm = _litellm()
     try:
         _, provider, _, _ = litellm.get_llm_provider(settings.model, api_base=settings.llm_api_base)
@@ -94,20 +93,44 @@ def check_llm(settings: Settings, *, probe: bool = False) -> Check:
             missing = ", ".join(env.get("missing_keys", [])) or "provider key"
             return Check("llm", "fail", f"model {settings.model} ({provider}): missing {missing}")
     if probe:
-        try:
-            litellm.completion(
-                model=settings.model,
-                messages=[{"role": "user", "content": "Reply with OK."}],
-                max_tokens=1,
-                api_base=settings.llm_api_base,
-                api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-                timeout=min(settings.llm_timeout_s, 15),
-                num_retries=0,
-            )
-        except Exception as e:
-            return Check("llm", "fail", f"model {settings.model}: probe failed: {_error(e)}")
-        return Check("llm", "ok", f"model {settings.model} ({provider}): answered a probe")
+        return probe_llm(settings, provider)
     return Check("llm", "ok", f"model {settings.model} ({provider}): settings complete (not probed)")
+
+
+def probe_llm(settings: Settings, provider: str) -> Check:
+    """One extraction-shaped request ("I love green tea"): does the model answer with a memory
+    operation in the configured protocol, or only in text (which would look like "nothing to
+    remember" forever)?"""
+    from schemas.messages import BufferedTurn
+    from schemas.profiles import DEFAULT
+    from worker.memory.extraction.prompt import build_messages
+    from worker.memory.extraction.protocol import PROTOCOLS
+    from worker.memory.extraction.tools import tool_specs
+    from worker.memory.llm import LLMClient, Usage
+
+    protocol = PROTOCOLS[settings.llm_protocol]()
+    turn = BufferedTurn(role="user", content="I love green tea, I drink it every morning.", ts_ms=0)
+    messages, tools, options = protocol.request(build_messages(DEFAULT, [turn], []), tool_specs(DEFAULT))
+    client = LLMClient.from_settings(settings)
+    client.max_retries = 0
+    try:
+        message = client.complete(messages, tools, Usage(), **options).choices[0].message
+    except Exception as e:
+        return Check("llm", "fail", f"model {settings.model}: probe failed: {_error(e)}")
+    calls, from_text = protocol.calls(message)
+    name = f"model {settings.model} ({provider})"
+    if calls:
+        how = "tool calls written as text (read anyway)" if from_text else f"{protocol.name}"
+        return Check("llm", "ok", f"{name}: answered a probe with a memory operation ({how})")
+    if settings.llm_protocol == "tools":
+        return Check(
+            "llm",
+            "fail",
+            f"{name}: answered in text, not with tool calls: its server may not map tool calls "
+            "(llama.cpp: --jinja; vLLM: --enable-auto-tool-choice --tool-call-parser …); "
+            "or set REVERIE_LLM_PROTOCOL=json",
+        )
+    return Check("llm", "fail", f"{name}: did not answer with the JSON object asked for (response_format)")
 
 
 def check_embeddings(settings: Settings) -> Check:

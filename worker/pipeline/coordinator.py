@@ -104,14 +104,17 @@ class Coordinator:
 
     # -- lease ------------------------------------------------------------------------------
     def acquire_lease(self, user_id: str, ttl_ms: int) -> int:
+        """A fencing token (> 0), or minus the ms left on the lease another reflection holds."""
         return int(self.scripts.lease_acquire(keys=[self.keys.lease(user_id), self.keys.fence(user_id)], args=[ttl_ms]))
 
     def renew_lease(self, user_id: str, token: int, ttl_ms: int) -> bool:
         return bool(self.scripts.lease_renew(keys=[self.keys.lease(user_id)], args=[token, ttl_ms]))
 
     def release_lease(self, user_id: str, token: int) -> bool:
-        """Free the lease if it is still ours (work outside a reflection: consolidation)."""
-        return bool(self.scripts.lease_release(keys=[self.keys.lease(user_id)], args=[token]))
+        """Free the lease if it is still ours (work outside a reflection: consolidation, forget),
+        and hand it over to the user's threads that waited for it."""
+        keys = [self.keys.lease(user_id), self.keys.due_ss, self.keys.waiters(user_id)]
+        return bool(self.scripts.lease_release(keys=keys, args=[token]))
 
     def flush_due(self, limit: int, user_id: str = "") -> int:
         """Make pending threads (of ``user_id``, or of everyone) due now, ignoring debounce."""
@@ -152,6 +155,8 @@ class Coordinator:
                     self.keys.stats,
                     self.keys.history(u),
                     self.keys.changed_ss,
+                    self.keys.due_ss,
+                    self.keys.waiters(u),
                 ],
                 args=[
                     token,
@@ -174,6 +179,8 @@ class Coordinator:
                 self.keys.lease(user_id),
                 self.keys.inflight_ss,
                 self.keys.stats,
+                self.keys.due_ss,
+                self.keys.waiters(user_id),
             ],
             args=[token, member(user_id, thread_id), generation, stat],
         )
@@ -188,8 +195,10 @@ class Coordinator:
         delay_ms: int,
         failure: DeadLetter | None = None,
         max_attempts: int = 5,
+        wait_for_lease: bool = False,
     ) -> tuple[int, bool]:
-        """Back in the due set after ``delay_ms``; a counted failure may dead-letter instead."""
+        """Back in the due set after ``delay_ms``; a counted failure may dead-letter instead. With
+        ``wait_for_lease`` the thread waits for the user's lease to be released (or to run out)."""
         attempts, dead = self.scripts.reschedule(
             keys=[
                 self.keys.thread(user_id, thread_id),
@@ -198,6 +207,7 @@ class Coordinator:
                 self.keys.due_ss,
                 self.keys.dlq,
                 self.keys.stats,
+                self.keys.waiters(user_id),
             ],
             args=[
                 "" if token is None else token,
@@ -207,6 +217,7 @@ class Coordinator:
                 1 if failure else 0,
                 max_attempts,
                 failure.model_dump_json() if failure else "",
+                1 if wait_for_lease else 0,
             ],
         )
         return int(attempts), bool(dead)

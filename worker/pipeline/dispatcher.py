@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from worker.observability.metrics import observe_dispatch_lag
 from worker.pipeline.coordinator import Claimed, Coordinator
+from worker.pipeline.histograms import DISPATCH_LAG, observations
 
 log = structlog.get_logger("reverie.dispatcher")
 SEND_FAILURE_DELAY_MS = 1000
@@ -66,8 +67,8 @@ class Dispatcher:
         members, next_ms = self.coordinator.due_candidates(limit)
         sent = 0
         claims = self.coordinator.claim(members, self.inflight_ms)
-        if claims:  # fleet-wide lag for `reverie stats` and metrics: sum here, count is `dispatched`
-            self.coordinator.incr_stats(dispatch_lag_ms=sum(max(c.lag_ms, 0) for c in claims))
+        if claims:  # the fleet-wide lag histogram (Redis) of `reverie stats` and metrics
+            self.coordinator.incr_stats(**observations(DISPATCH_LAG, (c.lag_ms / 1000 for c in claims)))
         for claim in claims:
             observe_dispatch_lag(claim.lag_ms)
             if self.on_claim:

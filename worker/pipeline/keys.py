@@ -6,6 +6,7 @@ Worker-side layout (``p`` is the prefix, ``u``/``t`` user and thread ids):
 - ``p:journal:u:t``  string write-ahead commit plan of the reflection in progress
 - ``p:lease:u``      string per-user lease token (fenced by ``p:fence:u``)
 - ``p:fence:u``      int    monotonically increasing lease fencing counter
+- ``p:waiters:u``    set    ``u:t`` of the user's threads waiting for the lease (woken on release)
 - ``p:inflight_ss``  zset   ``u:t`` → deadline (ms) of a claimed, not yet finished reflection
 - ``p:history:u``    list   memory history entries (JSON), newest last; capped, expires after retention
 - ``p:changed_ss``   zset   ``u`` → ms of the user's last memory change (consolidation picks these)
@@ -30,6 +31,9 @@ class WorkerKeys(Keys):
 
     def fence(self, user_id: str) -> str:
         return f"{self.prefix}:fence:{user_id}"
+
+    def waiters(self, user_id: str) -> str:
+        return f"{self.prefix}:waiters:{user_id}"
 
     @property
     def inflight_ss(self) -> str:

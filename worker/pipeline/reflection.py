@@ -36,7 +36,7 @@ from worker.pipeline.faults import crash_point
 
 log = get_logger("reverie.reflection")
 MAX_TURNS_PER_REFLECTION = 500
-LEASE_BUSY_DELAY_MS = 1000
+LEASE_JITTER_MS = 200
 
 
 class ReflectionFailed(ReverieError):
@@ -88,10 +88,9 @@ class Reflector:
     def _run(self, args: ReflectArgs) -> ReflectionResult:
         u, t, gen = args.user_id, args.thread_id, args.generation
         token = self.coordinator.acquire_lease(u, self._lease_ms)
-        if not token:
-            self.coordinator.reschedule(
-                u, t, token=None, generation=gen, delay_ms=LEASE_BUSY_DELAY_MS + random.randint(0, 200)
-            )
+        if token <= 0:  # another reflection of this user: wait for its hand-over, no polling
+            jitter_ms = random.randint(0, LEASE_JITTER_MS)
+            self.coordinator.reschedule(u, t, token=None, generation=gen, delay_ms=jitter_ms, wait_for_lease=True)
             return ReflectionResult(outcome="deferred", user_id=u, thread_id=t, generation=gen)
         try:
             with self._keep_alive(u, t, token):
@@ -153,6 +152,8 @@ class Reflector:
             prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens,
             cost_microusd=round(out.cost_usd * 1e6),
+            llm_text_replies=out.text_replies,
+            llm_text_tool_calls=out.text_tool_calls,
         )
         plan = build_plan(
             user_id=u,
@@ -172,7 +173,10 @@ class Reflector:
         if status == "superseded":
             self.coordinator.release(u, t, token, gen, "rolled_back")
             return self._result("rolled_back", args, out, extractor, len(snap.turns))
-        if status != "ok":
+        if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
+            self.coordinator.incr_stats(committed_overdue=1)
+            log.info("committing past max_wait", turns=len(snap.turns))
+        elif status != "ok":
             raise _Retryable(f"commit refused: {status}")
         self._apply(plan, token)
         return self._result("committed", args, out, extractor, len(snap.turns), plan)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from producer.keys import split_member
+from worker.pipeline import histograms
 from worker.pipeline.coordinator import Coordinator
 
 REFLECTION_OUTCOMES = ("committed", "superseded", "rolled_back", "noop", "deferred", "failed", "dead_lettered")
@@ -22,6 +23,11 @@ COUNTERS = {
     "requeued": ("reverie_requeued", "Claimed threads made due again after their in-flight deadline."),
     "reflected_turns": ("reverie_reflected_turns", "Turns consumed by committed reflections."),
     "llm_calls": ("reverie_llm_calls", "Extraction calls to the LLM."),
+    "llm_text_replies": (
+        "reverie_llm_text_replies",
+        "Replies in text with no memory operation to user turns (a model that does not do tool calls?).",
+    ),
+    "llm_text_tool_calls": ("reverie_llm_text_tool_calls", "Operations read from a reply's text, not its tool calls."),
 }
 BUFFER_SAMPLE = 1000
 """Threads whose buffers are summed for ``reverie_buffered_turns`` (due and in-flight)."""
@@ -83,11 +89,22 @@ class RedisCollector(Collector):
         yield CounterMetricFamily(
             "reverie_llm_cost_usd", "LLM cost (litellm's price table).", value=s.get("cost_microusd", 0.0) / 1e6
         )
-        yield CounterMetricFamily(
+        lag, lag_sum = histograms.read(s, histograms.DISPATCH_LAG)
+        yield HistogramMetricFamily(
             "reverie_dispatch_lag_seconds",
-            "Sum of dispatch lags (due time to claim) over all dispatchers; rate() / rate(dispatched).",
-            value=s.get("dispatch_lag_ms", 0.0) / 1000,
+            "Due time to claim, over all dispatchers.",
+            buckets=lag,
+            sum_value=lag_sum,
         )
+        duration = HistogramMetricFamily(
+            "reverie_reflection_duration_seconds",
+            "Wall time of reflection tasks, over all workers, by outcome.",
+            labels=["outcome"],
+        )
+        for outcome in histograms.labels(s, histograms.REFLECTION):
+            buckets, total = histograms.read(s, histograms.REFLECTION, outcome)
+            duration.add_metric([outcome], buckets, total)
+        yield duration
         yield GaugeMetricFamily("reverie_due_threads", "Threads waiting for their due time.", value=s["due_threads"])
         yield GaugeMetricFamily(
             "reverie_inflight_threads", "Threads claimed, reflection running.", value=s["inflight_threads"]

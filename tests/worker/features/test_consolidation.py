@@ -103,7 +103,7 @@ def test_busy_user_is_skipped_and_stays_marked(make_system) -> None:
     assert (report.users, report.busy) == (1, 1)
     assert progress[0]["done"] == 0 and progress[-1]["done"] == 1
     assert runtime.redis.zscore(runtime.coordinator.keys.changed_ss, user) is not None
-    runtime.coordinator.scripts.lease_release(keys=[runtime.coordinator.keys.lease(user)], args=[token])
+    runtime.coordinator.release_lease(user, token)
 
 
 def test_flush_reflects_pending_buffers_regardless_of_debounce(make_system) -> None:

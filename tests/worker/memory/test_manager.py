@@ -59,9 +59,11 @@ def test_an_id_it_was_not_given_is_refused_and_sent_back(scripted: ScriptedLLM) 
 
 
 async def test_ainvoke_is_the_same_call(scripted: ScriptedLLM) -> None:
-    scripted.enqueue(text_reply("nothing to remember"))
+    """A text answer to a user turn is sent back once (answer with tool calls); a second one is
+    taken as "nothing to remember"."""
+    scripted.enqueue(text_reply("nothing to remember"), text_reply("still nothing"))
     result = await manager(scripted).ainvoke({"messages": [{"role": "user", "content": "hi"}], "existing": []})
-    assert result.ops == [] and result.llm_calls == 1
+    assert result.ops == [] and result.llm_calls == 2
 
 
 def test_without_a_model_the_offline_manager_answers_and_says_it_is_not_an_llm() -> None:

@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 def test_metrics_follow_the_pipeline(make_system, scripted) -> None:
     """After a burst: enqueued, committed, LLM calls and tokens count up; the queue is empty;
-    the reflection duration histogram of this process saw the reflection."""
+    the fleet-wide histograms (Redis) and this process's own saw the dispatch and the reflection."""
     scripted.set_responder(insert_each_user_turn)
     system = make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test")
     registry = build_registry(RedisCollector(system.runtime.coordinator))
@@ -51,9 +51,13 @@ def test_metrics_follow_the_pipeline(make_system, scripted) -> None:
     assert m[("reverie_due_threads", ())] == 1  # "later"
     assert m[("reverie_buffered_turns", ())] == 1
     assert m[("reverie_dead_letters", ())] == 0
-    assert m[("reverie_dispatch_lag_seconds_total", ())] >= 0
-    key = ("reverie_reflection_duration_seconds_count", (("outcome", "committed"),))
-    assert m[key] == before.get(key, 0) + 1
+    assert m[("reverie_dispatch_lag_seconds_count", ())] == 1  # a histogram, not a running sum
+    assert m[("reverie_dispatch_lag_seconds_bucket", (("le", "+Inf"),))] == 1
+    assert m[("reverie_dispatch_lag_seconds_sum", ())] >= 0
+    fleet = ("reverie_reflection_duration_seconds_count", (("outcome", "committed"),))
+    assert m[fleet] == before.get(fleet, 0) + 1
+    local = ("reverie_process_reflection_duration_seconds_count", (("outcome", "committed"),))
+    assert m[local] == before.get(local, 0) + 1
     system.redis.delete(system.runtime.coordinator.keys.due_ss)
 
 

@@ -20,6 +20,7 @@ from producer.keys import member
 from schemas.reflection import DeadLetter
 from tests.conftest import uid
 from tests.support.llm_scripts import insert_each_user_turn
+from tests.support.scripted_llm import text_reply
 from worker.ops.cli import cli
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -223,6 +224,7 @@ def test_health_fails_when_the_model_has_no_key(run, monkeypatch) -> None:
 
 def test_health_probe_reaches_the_scripted_model(run, scripted) -> None:
     """--probe sends one tiny request through litellm to the configured endpoint."""
+    scripted.set_responder(insert_each_user_turn)
     result = run(
         "health",
         "--probe",
@@ -234,6 +236,27 @@ def test_health_probe_reaches_the_scripted_model(run, scripted) -> None:
     llm = {c["name"]: c for c in _json(result)["checks"]}["llm"]
     assert llm["status"] == "ok" and "probe" in llm["detail"]
     assert scripted.chat_calls == 1
+
+
+def test_health_probe_says_plainly_when_the_model_answers_in_text(run, scripted) -> None:
+    """A server that does not map tool calls: the probe fails with what to configure; the JSON
+    protocol on the same model is probed with response_format and passes."""
+    env = {"REVERIE_MODEL": scripted.model, "REVERIE_LLM_API_BASE": scripted.base_url, "REVERIE_LLM_API_KEY": "sk"}
+    scripted.set_responder(lambda body: text_reply("Sure! I will remember that you love green tea."))
+    result = run("health", "--probe", "--json", **env)
+    assert result.exit_code == 1
+    llm = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["llm"]
+    assert llm["status"] == "fail" and "answered in text, not with tool calls" in llm["detail"]
+    assert "REVERIE_LLM_PROTOCOL=json" in llm["detail"]
+
+    def json_model(body: dict[str, Any]) -> Any:
+        assert body["response_format"]["type"] == "json_schema" and "tools" not in body
+        return text_reply('{"operations": [{"tool": "insert_memory", "arguments": {"content": "loves green tea"}}]}')
+
+    scripted.set_responder(json_model)
+    result = run("health", "--probe", "--json", REVERIE_LLM_PROTOCOL="json", **env)
+    llm = {c["name"]: c for c in _json(result)["checks"]}["llm"]
+    assert llm["status"] == "ok" and "(json)" in llm["detail"]
 
 
 def test_metrics_prints_prometheus_text(run, producer) -> None:

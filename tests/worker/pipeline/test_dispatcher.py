@@ -79,3 +79,17 @@ def test_send_failure_puts_the_thread_back(producer: Producer, redis_client: red
     assert n == 0
     assert redis_client.zscore(keys.due_ss, member("u", "t")) is not None
     assert redis_client.zcard(keys.inflight_ss) == 0
+
+
+def test_fleet_histograms_count_each_observation_in_its_bucket() -> None:
+    """Pure: the stats-hash increments of observations, and the cumulative buckets read back."""
+    from worker.pipeline.histograms import DISPATCH_LAG, observations, quantile, read
+
+    incr = observations(DISPATCH_LAG, [0.004, 0.2, 0.2, 75.0])
+    assert incr["h:dispatch_lag:le=0.01"] == 1 and incr["h:dispatch_lag:le=0.25"] == 2
+    assert incr["h:dispatch_lag:le=+Inf"] == 1 and incr["h:dispatch_lag:count"] == 4
+    assert incr["h:dispatch_lag:sum_ms"] == 4 + 200 + 200 + 75_000
+    buckets, total = read({k: float(v) for k, v in incr.items()}, DISPATCH_LAG)
+    assert dict(buckets)["0.01"] == 1 and dict(buckets)["0.5"] == 3 and buckets[-1] == ("+Inf", 4)
+    assert total == 75.404
+    assert quantile(buckets, 0.5) == 0.25 and quantile(buckets, 0.99) == float("inf")

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import leaked_keys, uid
 from tests.support.llm_scripts import conversation_lines, insert_each_user_turn
 from tests.support.scripted_llm import Reply, tool_calls_reply
@@ -59,10 +61,11 @@ def test_two_threads_reflect_separately(make_system, scripted) -> None:
 
 
 def test_max_wait_fires_on_a_thread_that_never_goes_quiet(make_system, scripted) -> None:
-    """Turns every 0.2 s with a 1 s debounce would never be due; max_wait=1.5 s caps the wait."""
+    """Turns every 0.2 s with a 1 s debounce would never be due; max_wait=1.5 s caps the wait (the
+    stream lasts 6 s: room for a cold first reflection of the session on a loaded machine)."""
     system = llm_system(make_system, scripted)
     user = uid("u")
-    deadline = time.monotonic() + 4.0
+    deadline = time.monotonic() + 6.0
     i = 0
     while time.monotonic() < deadline:
         system.producer.submit(user, "t", [{"role": "user", "content": f"chatty {i}"}], after_seconds=1.0, max_wait=1.5)
@@ -71,6 +74,35 @@ def test_max_wait_fires_on_a_thread_that_never_goes_quiet(make_system, scripted)
     assert len(system.committed(user)) >= 1, "max_wait did not fire while the thread stayed busy"
     system.wait_idle()
     assert sum(r.turns for r in system.committed(user)) == i
+
+
+@pytest.mark.timeout(120)
+def test_max_wait_bounds_when_memories_land_even_when_the_model_is_slower_than_the_user(make_system, scripted) -> None:
+    """A turn every 0.5 s for 14 s, a 1.5 s model, debounce 1 s, max_wait 5 s, rollback policy:
+    each reflection is overtaken by a newer turn, yet every turn's memory is committed within
+    max_wait plus one reflection of its arrival (slack for a loaded machine), exactly once."""
+    latency_s, max_wait_s, slack_s = 1.5, 5.0, 3.0
+    system = llm_system(make_system, scripted, max_wait_s=max_wait_s)
+    scripted.latency_s = latency_s
+    user = uid("u")
+    sent: dict[str, float] = {}
+    stop = time.monotonic() + 14.0
+    i = 0
+    while time.monotonic() < stop:
+        text = f"turn number {i}"
+        system.producer.submit(user, "t", [{"role": "user", "content": text, "id": f"m{i}"}], after_seconds=1.0)
+        sent[text] = time.time()
+        i += 1
+        time.sleep(0.5)
+    system.wait_for(lambda: len(system.runtime.store.list(user)) == len(sent), timeout_s=40, what="every turn")
+    system.wait_idle()
+    memories = system.runtime.store.list(user)
+    assert sorted(m.content for m in memories) == sorted(sent), "every turn reflected exactly once"
+    late = {m.content: round(m.created_at.timestamp() - sent[m.content], 1) for m in memories}
+    bound = max_wait_s + latency_s + slack_s
+    assert {text: s for text, s in late.items() if s > bound} == {}, f"committed later than {bound} s"
+    assert int(system.runtime.coordinator.stats().get("committed_overdue", 0)) >= 1
+    assert sum(r.turns for r in system.committed(user)) == len(sent)
 
 
 def _slow_insert_first_call(gate: threading.Event) -> Any:
@@ -119,7 +151,8 @@ def test_finish_policy_commits_the_snapshot_and_keeps_the_new_turn(make_system, 
 
 
 def test_superseded_job_never_calls_the_llm(make_system, scripted) -> None:
-    """A task for an old generation ends as superseded with zero LLM calls."""
+    """A task for an old generation ends as superseded with zero LLM calls. It stores no result
+    (nothing reads one; Flower gets the SUPERSEDED state from the task's event, see test_flower)."""
     from worker.tasks import REFLECT
 
     system = llm_system(make_system, scripted, after_seconds=30)
@@ -127,12 +160,11 @@ def test_superseded_job_never_calls_the_llm(make_system, scripted) -> None:
     system.producer.submit(user, "t", [{"role": "user", "content": "one"}])
     system.producer.submit(user, "t", [{"role": "user", "content": "two"}])  # generation 2, due in 30 s
     result = system.app.send_task(REFLECT, kwargs={"user_id": user, "thread_id": "t", "generation": 1})
-    # superseded ends in its own state (shown by Flower), not SUCCESS: poll it instead of get()
-    system.wait_for(lambda: result.state == "SUPERSEDED", timeout_s=15, what="SUPERSEDED state")
-    summary = result.info
-    assert summary["outcome"] == "superseded"
-    assert summary["llm_calls"] == 0
+    system.wait_for(lambda: system.outcomes(user) == ["superseded"], timeout_s=15, what="superseded")
+    [summary] = [r for r in system.results if r.user_id == user]
+    assert summary.llm_calls == 0
     assert scripted.chat_calls == 0
+    assert result.state == "PENDING", "no result stored for a job that did no work"
     assert system.redis.llen(system.runtime.coordinator.keys.buffer(user, "t")) == 2
     system.redis.delete(system.runtime.coordinator.keys.due_ss)  # not due for 30 s: spare the idle wait
 
@@ -161,6 +193,21 @@ def test_reflections_of_one_user_never_interleave(make_system, scripted) -> None
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.35, f"reflections overlapped: {spans}"
     assert "deferred" in system.outcomes(user)
+
+
+def test_sibling_threads_of_a_user_take_the_lease_in_turn_without_polling(make_system, scripted) -> None:
+    """Three threads of one user fall due together; each reflection takes 1.5 s. The lease goes
+    to one, and the others wait for its release (a hand-over), not for a fixed retry: at most
+    1 + 2 deferrals in all, where retrying every second defers them about twice as often."""
+    system = llm_system(make_system, scripted)
+    scripted.latency_s = 1.5
+    user = uid("u")
+    for thread in ("a", "b", "c"):
+        system.producer.submit(user, thread, [{"role": "user", "content": f"fact of thread {thread}"}])
+    system.wait_for(lambda: len(system.committed(user)) == 3, timeout_s=30, what="three commits")
+    system.wait_idle()
+    assert system.outcomes(user).count("deferred") <= 3
+    assert sorted(m.content for m in system.runtime.store.list(user)) == [f"fact of thread {t}" for t in "abc"]
 
 
 def test_memories_are_searchable_per_user_only(make_system, scripted) -> None:

@@ -77,7 +77,7 @@ def consolidate_user(runtime: Runtime, user_id: str, *, now_ms: int | None = Non
     report = UserReport(user_id)
     coordinator = runtime.coordinator
     token = coordinator.acquire_lease(user_id, int(settings.lease_s * 1000))
-    if not token:
+    if token <= 0:  # a reflection of this user is running: skip, the user stays marked
         report.busy = True
         return report
     try:

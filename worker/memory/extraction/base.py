@@ -30,6 +30,10 @@ class ExtractionOutput(Usage):
 
     ops: list[PlannedOp] = field(default_factory=list)
     validation_errors: int = 0
+    text_replies: int = 0
+    """Replies in text with no operation, to turns from the user (a model not doing tool calls?)."""
+    text_tool_calls: int = 0
+    """Operations read from the reply's text because the model wrote them there."""
 
 
 class Extractor(Protocol):

@@ -99,6 +99,31 @@ def _alias(args: dict[str, Any], n_existing: int) -> int:
     return int(text)
 
 
+def _accepted(call_name: str, profile: Profile) -> set[str] | None:
+    """The argument names a tool takes (None: not one of the profile's tools)."""
+    if call_name == DELETE_TOOL and profile.enable_deletes:
+        return {"memory_id"}
+    if call_name == EPISODE_TOOL and profile.episodic:
+        return set(Episode.model_fields)
+    found = _schemas_by_tool(profile).get(call_name)
+    if found is None:
+        return None
+    action, schema = found
+    fields = {f.alias or name for name, f in schema.model_fields.items()} | set(schema.model_fields)
+    return fields | ({"memory_id"} if action == "update" else set())
+
+
+def _unknown_arguments(call_name: str, args: dict[str, Any], profile: Profile) -> str | None:
+    """Refuse arguments the tool was not offered with (an ``id``, a ``user_id``…): the model must
+    learn that memories are addressed by ``memory_id`` among those shown, and by nothing else."""
+    accepted = _accepted(call_name, profile)
+    extra = sorted(set(args) - accepted) if accepted is not None else []
+    if not extra:
+        return None
+    names = ", ".join(repr(x[:40]) for x in extra[:5])
+    return f"unknown argument(s) {names}: {call_name} takes only {sorted(accepted or ())}"
+
+
 def judge(call: ToolCall, profile: Profile, n_existing: int) -> CallVerdict:
     """Validate one tool call into a ``PlannedOp``, or explain what is wrong with it."""
     try:
@@ -107,6 +132,9 @@ def judge(call: ToolCall, profile: Profile, n_existing: int) -> CallVerdict:
         return CallVerdict(call, None, f"arguments are not valid JSON ({e.msg} at position {e.pos})")
     if not isinstance(args, dict):
         return CallVerdict(call, None, "arguments must be a JSON object")
+    unknown = _unknown_arguments(call.name, args, profile)
+    if unknown:
+        return CallVerdict(call, None, unknown)
     try:
         if call.name == DELETE_TOOL and profile.enable_deletes:
             return CallVerdict(call, PlannedOp("delete", alias=_alias(args, n_existing)), None)

@@ -29,6 +29,16 @@ err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
+@cli.callback()
+def _logging() -> None:
+    """Every command logs to stderr, at WARNING, in the console format: stdout stays the
+    command's own output (``--json`` included). Long-running ones (worker, beat, flower,
+    dispatcher) reconfigure with ``REVERIE_LOG_LEVEL``."""
+    from worker.observability.logs import configure
+
+    configure("WARNING", json=False)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -24,7 +24,9 @@ def health(
     else:
         colour = {"ok": "green", "warn": "yellow", "fail": "red"}
         for c in checks:
-            console.print(f"[{colour[c.status]}]{c.status:>4}[/] {c.name:<10} {c.detail}", highlight=False)
+            console.print(
+                f"[{colour[c.status]}]{c.status:>4}[/] {c.name:<10} {c.detail}", highlight=False, soft_wrap=True
+            )
     if not healthy:
         raise typer.Exit(1)
 

@@ -94,12 +94,26 @@ def collect_stats(coord: Any) -> dict[str, Any]:
         "prompt_tokens": n("prompt_tokens"),
         "completion_tokens": n("completion_tokens"),
         "cost_usd": round(s.get("cost_microusd", 0) / 1e6, 6),
-        "dispatch_lag_avg_ms": round(s.get("dispatch_lag_ms", 0) / dispatched, 1) if dispatched else 0.0,
+        **_lag(s),
         "oldest_overdue_s": round(s["oldest_overdue_s"], 3),
         "due_threads": n("due_threads"),
         "inflight_threads": n("inflight_threads"),
         "buffered_turns": n("buffered_turns"),
         "dead_letters": n("dead_letters"),
+    }
+
+
+def _lag(s: dict[str, float]) -> dict[str, float | None]:
+    """Dispatch lag from the fleet-wide histogram: mean, and p50/p99 as bucket upper bounds."""
+    from worker.pipeline.histograms import DISPATCH_LAG, quantile, read
+
+    buckets, total = read(s, DISPATCH_LAG)
+    count = buckets[-1][1] if buckets else 0
+    p50, p99 = quantile(buckets, 0.5), quantile(buckets, 0.99)
+    return {
+        "dispatch_lag_avg_ms": round(total * 1000 / count, 1) if count else 0.0,
+        "dispatch_lag_p50_ms_le": None if p50 is None else p50 * 1000,
+        "dispatch_lag_p99_ms_le": None if p99 is None else p99 * 1000,
     }
 
 

@@ -7,11 +7,14 @@ to Celery, so ``reverie flower --persistent=True`` means what it means to Flower
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from worker.ops.cli.common import cli, console, settings
+from worker.ops.cli.common import cli, console, err, fail, settings
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
 
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -42,13 +45,35 @@ def demo(
         raise typer.Exit(1)
 
 
-def _celery(argv: list[str]) -> None:
+def _celery(argv: list[str], *, owns_store: bool = False) -> None:
+    """Run a Celery command and exit with its status: a worker that could not start must not
+    look like a clean exit to a supervisor (systemd, Kubernetes, compose ``restart: on-failure``)."""
     from worker.app import create_app
     from worker.observability.logs import configure
 
     s = settings()
     configure(s.log_level)
-    create_app(s).start(argv)
+    if owns_store and s.qdrant_url is None:
+        _claim_local_store(s)
+    code = create_app(s).start(argv)
+    raise typer.Exit(code or 0)
+
+
+def _claim_local_store(s: Settings) -> None:
+    """Local-mode Qdrant is one process's folder: say so now, in one line, rather than let the
+    worker fail in its first bootstep with a traceback."""
+    from producer.errors import StoreLocked
+    from producer.memories import open_qdrant
+
+    try:
+        open_qdrant(s).close()
+    except StoreLocked as e:
+        fail(str(e), code=1)
+    err.print(
+        f"[dim]local-mode Qdrant at {s.qdrant_path}: this worker owns it alone; to read memories while it "
+        "runs or to run more workers, use a Qdrant server (REVERIE_QDRANT_URL)[/]",
+        highlight=False,
+    )
 
 
 @cli.command(context_settings=PASSTHROUGH)
@@ -61,7 +86,7 @@ def worker(
     argv = ["worker", f"--loglevel={loglevel}", "-Q", "reverie", "-E"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
-    _celery(argv + ctx.args)
+    _celery(argv + ctx.args, owns_store=True)
 
 
 @cli.command(context_settings=PASSTHROUGH)

@@ -79,5 +79,6 @@ def manager_for(settings: Any, scenario: Scenario) -> MemoryManager:
         timeout_s=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
         validation_retries=settings.validation_retries,
+        protocol=settings.llm_protocol,
         embedder=settings.embedding_model,
     )

@@ -1,9 +1,10 @@
 -- KEYS[1]=thread KEYS[2]=buffer KEYS[3]=lease KEYS[4]=journal KEYS[5]=inflight_ss KEYS[6]=stats
--- KEYS[7]=history (of the user) KEYS[8]=changed_ss
+-- KEYS[7]=history (of the user) KEYS[8]=changed_ss KEYS[9]=due_ss KEYS[10]=waiters (of the user)
 -- ARGV[1]=token ARGV[2]=turn_count ARGV[3]=member ARGV[4]=generation ARGV[5]=idle_ttl_s
 -- ARGV[6]=user_id ARGV[7]=history_ttl_s ARGV[8]=history_max ARGV[9..]=history entry JSON
 -- After the plan reached Qdrant: trim exactly the consumed turns, drop the journal, free the lease;
--- in the same step append the history entries and mark the user changed (once per commit).
+-- in the same step append the history entries and mark the user changed (once per commit), and
+-- hand the lease over to the threads of this user that waited for it (due now).
 -- Returns 'ok', 'lost_lease' or 'no_journal'.
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -21,12 +22,14 @@ redis.call('HSET', KEYS[1], 'committed_gen', ARGV[4], 'attempts', 0)
 if redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('HDEL', KEYS[1], 'first_ms')
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-else
-  redis.call('HSET', KEYS[1], 'first_ms', now)
+else  -- turns that arrived during the reflection: their max_wait counts from the snapshot
+  redis.call('HSET', KEYS[1], 'first_ms', redis.call('HGET', KEYS[1], 'snap_ms') or now)
 end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[4]) then redis.call('ZREM', KEYS[5], ARGV[3]) end
 redis.call('DEL', KEYS[3])
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[10])) do redis.call('ZADD', KEYS[9], 'XX', 'LT', now, m) end
+redis.call('DEL', KEYS[10])
 redis.call('HINCRBY', KEYS[6], 'committed', 1)
 redis.call('HINCRBY', KEYS[6], 'reflected_turns', tonumber(ARGV[2]))
 return 'ok'

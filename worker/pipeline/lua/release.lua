@@ -1,7 +1,14 @@
--- KEYS[1]=thread KEYS[2]=lease KEYS[3]=inflight_ss KEYS[4]=stats
+-- KEYS[1]=thread KEYS[2]=lease KEYS[3]=inflight_ss KEYS[4]=stats KEYS[5]=due_ss KEYS[6]=waiters
 -- ARGV[1]=token ARGV[2]=member ARGV[3]=generation ARGV[4]=stat name
--- End a reflection without committing (superseded, rolled back, nothing to do).
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+-- End a reflection without committing (superseded, rolled back, nothing to do); hand the lease
+-- over to the threads of this user that waited for it (due now).
+local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[6])) do redis.call('ZADD', KEYS[5], 'XX', 'LT', now, m) end
+  redis.call('DEL', KEYS[6])
+end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[3]) then redis.call('ZREM', KEYS[3], ARGV[2]) end
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)

@@ -1,16 +1,26 @@
 -- KEYS[1]=thread KEYS[2]=lease KEYS[3]=inflight_ss KEYS[4]=due_ss KEYS[5]=dlq KEYS[6]=stats
+-- KEYS[7]=waiters (of the user)
 -- ARGV[1]=token ('' if none) ARGV[2]=member ARGV[3]=generation ARGV[4]=delay_ms
 -- ARGV[5]=count_failure (0|1) ARGV[6]=max_attempts ARGV[7]=dead letter JSON
--- Put the thread back in the due set (lease busy, or a failure with backoff); after
--- max_attempts failures move it to the dead-letter hash instead. Turns stay buffered.
+-- ARGV[8]=wait_for_lease (0|1)
+-- Put the thread back in the due set after delay_ms (a failure with backoff, a send that
+-- failed); after max_attempts failures move it to the dead-letter hash instead. Turns stay
+-- buffered. With wait_for_lease (another reflection of the user holds the lease) the thread
+-- waits until that lease ends (delay_ms is jitter on top): it joins the user's waiters, whom a
+-- release makes due at once, and the lease's TTL bounds the wait if the holder died. No polling.
 -- Returns {attempts, dead_lettered 0|1}.
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[7])) do redis.call('ZADD', KEYS[4], 'XX', 'LT', now, m) end
+  redis.call('DEL', KEYS[7])
+end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[3]) then redis.call('ZREM', KEYS[3], ARGV[2]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+local delay = tonumber(ARGV[4])
 if ARGV[5] == '1' then
   attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
@@ -20,8 +30,18 @@ if ARGV[5] == '1' then
     redis.call('HINCRBY', KEYS[6], 'dead_lettered', 1)
     return {attempts, 1}
   end
+elseif ARGV[8] == '1' then
+  redis.call('HINCRBY', KEYS[6], 'deferred', 1)
+  local pttl = redis.call('PTTL', KEYS[2])
+  if pttl > 0 then  -- still held: wait for the hand-over, or for the TTL of a dead holder
+    redis.call('SADD', KEYS[7], ARGV[2])
+    redis.call('PEXPIRE', KEYS[7], pttl + 60000)
+    delay = pttl + delay
+  else  -- released meanwhile: no one would wake us, go now
+    delay = 0
+  end
 else
   redis.call('HINCRBY', KEYS[6], 'deferred', 1)
 end
-redis.call('ZADD', KEYS[4], 'NX', now + tonumber(ARGV[4]), ARGV[2])
+redis.call('ZADD', KEYS[4], 'NX', now + delay, ARGV[2])
 return {attempts, 0}
