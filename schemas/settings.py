@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         description="Claimed, unfinished threads (all dispatchers); beyond it due threads wait in Redis.",
     )
     dispatcher_in_worker: bool = Field(default=True, description="Run a dispatcher thread in each worker.")
+    local_reads: bool = Field(
+        default=True,
+        description="In local mode, a worker serves read-only memory reads on a Unix socket, so the CLI "
+        "and a dev chat server can read while it owns the Qdrant folder.",
+    )
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
     result_ttl_s: int = Field(
         default=3600, ge=60, le=30 * 86400, description="Celery results of commits and failures are kept this long."

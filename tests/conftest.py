@@ -168,7 +168,9 @@ def celery_app(redis_url: str) -> Iterator[Any]:
     from worker.app import create_app
 
     session_prefix = f"rvs{uuid.uuid4().hex[:8]}"
-    settings = Settings(redis_url=SecretStr(redis_url), key_prefix=session_prefix, dispatcher_in_worker=False)
+    settings = Settings(
+        redis_url=SecretStr(redis_url), key_prefix=session_prefix, dispatcher_in_worker=False, local_reads=False
+    )
     app = create_app(settings)
     with start_worker(
         app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30

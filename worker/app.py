@@ -88,6 +88,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         app.steps["worker"].add(DispatcherStep)
     if settings.metrics_port:
         app.steps["worker"].add(MetricsStep)
+    if settings.qdrant_url is None and settings.local_reads:
+        app.steps["worker"].add(LocalReadsStep)
     return app
 
 
@@ -166,6 +168,29 @@ def _logging(loglevel: Any = None, **_: Any) -> None:
     configured it (the CLI, the demo, ``celery -A worker.app``) keeps its choice."""
     if not is_configured():
         configure(_log_level)
+
+
+class LocalReadsStep(bootsteps.StartStopStep):
+    """In local mode the worker owns the Qdrant folder alone: it serves read-only search, list
+    and get on a socket, so ``reverie memories``/``search`` and a dev chat server can read while
+    it runs (``producer.memories.local_socket``)."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.socket: Any = None
+
+    def start(self, parent: Any) -> None:
+        from worker.memory.store.read_socket import ReadSocket
+
+        settings: Settings = parent.app.reverie_settings
+        store = get_runtime(settings).store
+        self.socket = ReadSocket(lambda: store, settings.qdrant_path)
+
+    def stop(self, parent: Any) -> None:
+        if self.socket is not None:
+            self.socket.close()
 
 
 def __getattr__(name: str) -> Any:

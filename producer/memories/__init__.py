@@ -50,7 +50,14 @@ def open_qdrant(settings: Settings) -> QdrantClient:
 
 
 def open_reader(settings: Settings, *, embedder: Embedder | None = None) -> MemoryReader:
-    """A reader for these settings, with the embedder the workers use (``REVERIE_EMBEDDING_MODEL``)."""
+    """A reader for these settings, with the embedder the workers use (``REVERIE_EMBEDDING_MODEL``).
+    In local mode, when a worker owns the folder, reads go through that worker's socket."""
+    if settings.qdrant_url is None:
+        from producer.memories.local_socket import SocketReader, socket_path
+
+        path = socket_path(settings.qdrant_path)
+        if path is not None and SocketReader(path).alive():
+            return SocketReader(path)  # type: ignore[return-value]
     return MemoryReader(
         open_qdrant(settings),
         embedder or make_embedder(settings),

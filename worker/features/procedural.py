@@ -95,12 +95,15 @@ def optimize_prompt(
     out = Usage()
     messages = build_messages(current.prompt if current else default_prompt or "(empty)", examples)
     proposal: PromptProposal | None = None
-    for _ in range(settings.validation_retries + 1):
-        message = llm.complete(messages, [tool_spec()], out).choices[0].message
-        proposal, error = parse_proposal(message)
-        if proposal is not None:
-            break
-        messages = [*messages, {"role": "user", "content": f"ERROR: {error}. Try again."}]
+    try:
+        for _ in range(settings.validation_retries + 1):
+            message = llm.complete(messages, [tool_spec()], out).choices[0].message
+            proposal, error = parse_proposal(message)
+            if proposal is not None:
+                break
+            messages = [*messages, {"role": "user", "content": f"ERROR: {error}. Try again."}]
+    finally:  # every call is counted, whatever became of it
+        runtime.coordinator.incr_stats(**out.stats())
     stats = {"examples": len(examples), "llm_calls": out.llm_calls, "prompt_tokens": out.prompt_tokens}
     if proposal is None:
         return OptimizeResult(key, "invalid", **stats)

@@ -57,12 +57,31 @@ class _WaitRetryAfter(wait_random_exponential):
 
 @dataclass(slots=True)
 class Usage:
-    """What calls cost: counted into by ``LLMClient.complete``."""
+    """What calls cost, counted into by ``LLMClient.complete``: every attempt, whatever became of
+    it (``failed_calls`` are the attempts that got no answer: 429, 5xx, timeouts)."""
 
     llm_calls: int = 0
+    failed_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.llm_calls += other.llm_calls
+        self.failed_calls += other.failed_calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+
+    def stats(self) -> dict[str, int]:
+        """The fleet-wide counters this usage adds to (``Coordinator.incr_stats``)."""
+        return {
+            "llm_calls": self.llm_calls,
+            "llm_calls_failed": self.failed_calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_microusd": round(self.cost_usd * 1e6),
+        }
 
 
 class LLMClient:
@@ -117,7 +136,11 @@ class LLMClient:
             for attempt in retrying:
                 with attempt:
                     usage.llm_calls += 1
-                    response = litellm.completion(model=self.model, messages=messages, **call)
+                    try:
+                        response = litellm.completion(model=self.model, messages=messages, **call)
+                    except Exception:
+                        usage.failed_calls += 1
+                        raise
         except Exception as e:
             if is_transient(e):
                 raise LLMUnavailable(f"LLM failed after {self.max_retries + 1} attempts: {type(e).__name__}") from e

@@ -56,8 +56,16 @@ def check_redis(settings: Settings) -> Check:
 def check_qdrant(settings: Settings) -> Check:
     from producer.errors import StoreLocked
     from producer.memories import open_qdrant
+    from producer.memories.local_socket import SocketReader, socket_path
 
     where = settings.qdrant_url or f"local mode at {settings.qdrant_path}"
+    owner = socket_path(settings.qdrant_path) if settings.qdrant_url is None else None
+    if owner is not None and SocketReader(owner).alive():  # a worker owns the folder and reads for others
+        try:
+            SocketReader(owner, timeout_s=5).count("health-probe")
+        except Exception as e:
+            return Check("qdrant", "fail", f"{where}: owned by a worker whose read socket fails: {_error(e)}")
+        return Check("qdrant", "ok", f"{where}: owned by a running worker; reads go through its socket")
     try:
         client = open_qdrant(settings)
         try:

@@ -27,6 +27,7 @@ from schemas.reflection import CommitPlan, DeadLetter, ReflectArgs, ReflectionRe
 from schemas.settings import Settings
 from worker.errors import EXPECTED, ReverieError
 from worker.memory.extraction.base import ExtractionOutput, Extractor
+from worker.memory.llm import Usage
 from worker.memory.planning import build_plan
 from worker.memory.retrieval import select_existing
 from worker.memory.store import MemoryStore
@@ -146,14 +147,15 @@ class Reflector:
         existing = self._existing(u, t, snap.turns, profile)
         extractor = self.extractor_for(profile)
         crash_point("before_llm")
-        out = extractor.extract(snap.turns, existing)
+        try:
+            out = extractor.extract(snap.turns, existing)
+        except Exception as e:  # failed extractions cost calls too: count them before failing
+            usage = getattr(e, "usage", None)
+            if isinstance(usage, Usage):
+                self.coordinator.incr_stats(**usage.stats(), llm_calls_in_failures=usage.llm_calls)
+            raise
         self.coordinator.incr_stats(
-            llm_calls=out.llm_calls,
-            prompt_tokens=out.prompt_tokens,
-            completion_tokens=out.completion_tokens,
-            cost_microusd=round(out.cost_usd * 1e6),
-            llm_text_replies=out.text_replies,
-            llm_text_tool_calls=out.text_tool_calls,
+            **out.stats(), llm_text_replies=out.text_replies, llm_text_tool_calls=out.text_tool_calls
         )
         plan = build_plan(
             user_id=u,

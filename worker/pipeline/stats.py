@@ -22,7 +22,12 @@ COUNTERS = {
     "dispatched": ("reverie_dispatched", "Threads claimed and sent to Celery."),
     "requeued": ("reverie_requeued", "Claimed threads made due again after their in-flight deadline."),
     "reflected_turns": ("reverie_reflected_turns", "Turns consumed by committed reflections."),
-    "llm_calls": ("reverie_llm_calls", "Extraction calls to the LLM."),
+    "llm_calls": ("reverie_llm_calls", "Every LLM call (extraction, merge, prompt optimizer), retries included."),
+    "llm_calls_failed": ("reverie_llm_calls_failed", "LLM calls that got no answer (429, 5xx, timeouts)."),
+    "llm_calls_in_failures": (
+        "reverie_llm_calls_in_failed_reflections",
+        "LLM calls made by reflections that then failed (paid for, nothing committed).",
+    ),
     "llm_text_replies": (
         "reverie_llm_text_replies",
         "Replies in text with no memory operation to user turns (a model that does not do tool calls?).",

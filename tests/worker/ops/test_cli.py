@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -160,12 +161,25 @@ def test_dlq_replay_all(run, coord, producer) -> None:
     coord.r.delete(coord.keys.due_ss)
 
 
+class _Borrowed:
+    """The test's open store, lent to the CLI: its reads, and a close() that leaves it open."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def close(self) -> None:
+        pass
+
+
 def test_memories_search_and_forget_through_the_pipeline(run, make_system, scripted, monkeypatch) -> None:
     """After a real reflection the CLI lists and searches the memories, then forgets the user."""
     scripted.set_responder(insert_each_user_turn)
     system = make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test")
     monkeypatch.setattr("worker.ops.cli.common.build_runtime", lambda _settings: system.runtime)
-    monkeypatch.setattr("worker.ops.cli.common.build_reader", lambda _settings: system.runtime.store)
+    monkeypatch.setattr("worker.ops.cli.common.build_reader", lambda _settings: _Borrowed(system.runtime.store))
     user = uid("alice")
     system.producer.submit(user, "t", [{"role": "user", "content": "I love miso ramen"}])
     system.producer.submit(user, "t", [{"role": "user", "content": "My cat is called Mochi"}])
@@ -341,3 +355,61 @@ def test_submit_with_redis_down_fails_with_exit_1(run) -> None:
     result = run("submit", "u", "t", "hello", REVERIE_REDIS_URL="redis://127.0.0.1:1/0")
     assert result.exit_code == 1 and result.stderr.startswith("error:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_history_takes_a_unique_id_prefix_and_refuses_an_ambiguous_one(run, redis_url, prefix) -> None:
+    """The tables print 8 characters of an id; those 8 (or any unique prefix) are enough."""
+    import redis
+
+    from schemas.memory import HistoryEntry
+    from worker.memory.history import HistoryLog
+    from worker.pipeline.keys import WorkerKeys
+
+    client = redis.Redis.from_url(redis_url)
+    log = HistoryLog(client, WorkerKeys(prefix), retention_s=3600, max_entries=100)
+    user = uid("u")
+    ids = ["0623d618-0000-4000-8000-000000000001", "0623d6ff-0000-4000-8000-000000000002"]
+    log.record(
+        user, [HistoryEntry(memory_id=i, op="insert", new_content=f"fact {n}", at_ms=1) for n, i in enumerate(ids)]
+    )
+    client.close()
+    one = _json(run("history", user, "0623d618", "--json"))
+    assert [e["memory_id"] for e in one] == [ids[0]]
+    ambiguous = run("history", user, "0623d6")
+    assert ambiguous.exit_code == 2 and ids[0] in ambiguous.stderr and ids[1] in ambiguous.stderr
+    none = run("history", user, "ffff")
+    assert none.exit_code == 1 and "no memory of user" in none.stderr
+
+
+def test_submit_says_when_the_thread_is_due(run) -> None:
+    out = run("submit", uid("u"), "t", "I moved to Kyoto", "--after", "30").stdout
+    assert "due in" in out and " s (at " in out and "UTC)" in out and "1796" not in out
+
+
+def test_tables_stay_readable_at_80_columns(run, coord, producer) -> None:
+    """One line per row, nothing wider than the terminal, even with long ids and reasons."""
+    user = uid("a-user-with-a-rather-long-identifier")
+    producer.submit(user, "a-thread-with-a-long-id", [{"role": "user", "content": "x"}], after_seconds=60)
+    coord.reschedule(
+        user,
+        "a-thread-with-a-long-id",
+        token=None,
+        generation=1,
+        delay_ms=0,
+        failure=DeadLetter(
+            user_id=user,
+            thread_id="a-thread-with-a-long-id",
+            generation=1,
+            attempts=5,
+            reason="ExtractionFailed: tool arguments still invalid after 2 correction round(s) " * 3,
+            failed_ms=1_796_000_000_000,
+        ),
+        max_attempts=1,
+    )
+    for args in (["dlq", "list"], ["pending"], ["stats"]):
+        out = run(*args, COLUMNS="80").stdout
+        assert out.strip() and max(len(line) for line in out.splitlines()) <= 80, (args, out)
+    listed = run("dlq", "list", COLUMNS="80").stdout
+    assert re.search(r"\b11-30 00:53:20\b", listed), listed  # the failure time, whole and compact (UTC)
+    assert sum(1 for line in listed.splitlines() if user[:8] in line) == 1, listed  # one line per row
+    coord.r.delete(coord.keys.dlq)

@@ -78,4 +78,6 @@ def llm_merge(runtime: Runtime, survivor: MemoryRecord, losers: list[MemoryRecor
     except (ReverieError, ValueError, ValidationError) as e:
         log.info("llm merge failed; newest wins", user_id=survivor.user_id, error=type(e).__name__)
         return None
+    finally:  # every call is counted, whatever became of it
+        runtime.coordinator.incr_stats(**out.stats())
     return Merged(render_content(schema.__name__, data), data, out.llm_calls)

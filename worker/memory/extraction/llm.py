@@ -45,10 +45,19 @@ class LLMExtractor:
         self._tools_json = json.dumps(tool_specs(profile))
 
     def extract(self, turns: list[BufferedTurn], existing: list[MemoryRecord]) -> ExtractionOutput:
+        out = ExtractionOutput(ops=[])
+        try:
+            return self._extract(turns, existing, out)
+        except Exception as e:  # the calls were made (and paid for) all the same: say so
+            e.usage = out  # type: ignore[attr-defined]
+            raise
+
+    def _extract(
+        self, turns: list[BufferedTurn], existing: list[MemoryRecord], out: ExtractionOutput
+    ) -> ExtractionOutput:
         messages, tools, options = self.protocol.request(
             build_messages(self.profile, turns, existing), json.loads(self._tools_json)
         )
-        out = ExtractionOutput(ops=[])
         accepted: list[PlannedOp] = []
         nudged = False
         round_no = 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -107,10 +110,21 @@ def build_reader(s: Settings) -> MemoryReader:
     return open_reader(s)
 
 
-def reader() -> MemoryReader:
+@contextlib.contextmanager
+def reader() -> Iterator[MemoryReader]:
     """The read client (Qdrant + the embedder; no Redis, no litellm unless the embedding model
-    needs it): what ``search`` and ``memories`` use, as a chat server would."""
-    return build_reader(settings())
+    needs it): what ``search`` and ``memories`` use, as a chat server would. Closed after the
+    command, so a local-mode folder is not held a moment longer than the read."""
+    from producer.errors import StoreLocked
+
+    try:
+        r = build_reader(settings())
+    except StoreLocked as e:
+        fail(str(e), code=1)
+    try:
+        yield r
+    finally:
+        r.close()
 
 
 def check_id(name: str, value: str) -> str:
@@ -127,10 +141,48 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+TEXT_COLUMNS = frozenset({"content", "reason", "old", "new", "detail"})
+"""Free-text columns: cut to fit the terminal with an ellipsis (``--json`` has them whole)."""
+ID_COLUMNS = frozenset({"user", "thread", "user_id", "thread_id", "reflection"})
+"""Ids may be long (128 characters): shown up to 22, then cut with an ellipsis."""
+# Japanese and other wide text takes two columns a character; ``len`` undercounts it, so text
+# cells may still be cut by the table itself, which keeps them on one line.
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]], *, right: tuple[str, ...] = ()) -> None:
-    t = Table(title=title)
-    for col in columns:
-        t.add_column(col, justify="right" if col in right else "left")
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    """A table that stays readable at 80 columns: one line per row; short values (numbers, times,
+    states) whole; ids up to 22 characters; free text shares what is left. Anything cut ends in
+    an ellipsis (``--json`` has it whole)."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    natural = [max([len(c), *(len(row[n]) for row in cells)]) for n, c in enumerate(columns)]
+    widths = list(natural)
+    room = console.width - 3 * (len(columns) - 1)  # padding and the separator between columns
+    ids = [n for n, c in enumerate(columns) if c in ID_COLUMNS]
+    texts = [n for n, c in enumerate(columns) if c in TEXT_COLUMNS]
+    for n in ids:
+        widths[n] = min(natural[n], 22)
+    while sum(widths) > room and any(widths[n] > 6 for n in ids + texts):
+        n = max(ids + texts, key=lambda i: (widths[i] if i in texts else widths[i] * 2, i))  # ids give way last
+        widths[n] -= 1
+    if texts:
+        spare = room - sum(w for n, w in enumerate(widths) if n not in texts)
+        for n in texts:
+            widths[n] = max(8, min(natural[n], spare // len(texts)))
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False, pad_edge=False)
+    for n, col in enumerate(columns):
+        t.add_column(col, justify="right" if col in right else "left", no_wrap=True, width=widths[n])
+    for row in cells:
+        t.add_row(*(_cut(v, widths[n]) for n, v in enumerate(row)))
     console.print(t)
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())  # one line per row
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def short_time(ms: int) -> str:
+    """``12-01 21:30:05`` (UTC): a timestamp in 14 columns."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M:%S")

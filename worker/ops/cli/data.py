@@ -17,6 +17,7 @@ from worker.ops.cli.common import (
     require_redis_url,
     runtime,
     settings,
+    short_time,
 )
 from worker.ops.cli.common import table as print_table
 
@@ -60,9 +61,19 @@ def submit(
     if as_json:
         print_json(receipt.model_dump(mode="json"))
     else:
-        console.print(
-            f"{receipt.status}: {receipt.accepted} turn(s), generation {receipt.generation}, due {receipt.due_at_s}"
-        )
+        console.print(f"{receipt.status}: {receipt.accepted} turn(s), generation {receipt.generation}, {_due(receipt)}")
+
+
+def _due(receipt: Any) -> str:
+    """ "due in 30 s (at 12:01:05 UTC)", from the due time the server computed."""
+    import time
+    from datetime import UTC, datetime
+
+    if receipt.due_at_ms is None:
+        return "not scheduled (the thread is dead-lettered: see reverie dlq)"
+    seconds = max(0.0, receipt.due_at_ms / 1000 - time.time())
+    at = datetime.fromtimestamp(receipt.due_at_ms / 1000, UTC).strftime("%H:%M:%S")
+    return f"due in {seconds:.0f} s (at {at} UTC)"
 
 
 @cli.command()
@@ -77,8 +88,9 @@ def search(
     check_id("user", user)
     if kind is not None:
         check_id("--kind", kind)
-    hits = reader().search(user, query, kind=kind, limit=limit)
-    _records(hits, as_json, title=f"search {user}")
+    with reader() as r:
+        hits = r.search(user, query, kind=kind, limit=limit)
+    _records(hits, as_json, title=f"search {user}", scored=True)
 
 
 @cli.command()
@@ -92,15 +104,27 @@ def memories(
     check_id("user", user)
     if kind is not None:
         check_id("--kind", kind)
-    _records(reader().list(user, kind=kind, limit=limit), as_json, title=f"memories of {user}")
+    with reader() as r:
+        found = r.list(user, kind=kind, limit=limit)
+    _records(found, as_json, title=f"memories of {user}")
 
 
-def _records(records: list[Any], as_json: bool, *, title: str) -> None:
+def _records(records: list[Any], as_json: bool, *, title: str, scored: bool = False) -> None:
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return
-    rows = [[r.id[:8], r.kind, r.content, r.updated_at.isoformat(timespec="seconds"), _score(r.score)] for r in records]
-    print_table(f"{title} ({len(records)})", ["id", "kind", "content", "updated", "score"], rows)
+    columns = ["id", "kind", "content", "updated", *(["score"] if scored else [])]
+    rows = [
+        [
+            r.id[:8],
+            r.kind,
+            r.content,
+            short_time(int(r.updated_at.timestamp() * 1000)),
+            *([_score(r.score)] if scored else []),
+        ]
+        for r in records
+    ]
+    print_table(f"{title} ({len(records)})", columns, rows, right=("score",))
 
 
 def _score(value: float | None) -> str:

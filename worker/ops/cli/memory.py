@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from worker.ops.cli.common import JsonOpt, check_id, cli, console, fail, history_log, print_json, runtime
+from worker.ops.cli.common import (
+    JsonOpt,
+    check_id,
+    cli,
+    console,
+    fail,
+    history_log,
+    print_json,
+    runtime,
+    short_time,
+)
 from worker.ops.cli.common import table as print_table
 
 
@@ -19,26 +29,29 @@ def history(
 ) -> None:
     """The audit trail of a user's memories: every insert, update and delete, oldest first."""
     check_id("user", user)
+    log = history_log()
     if memory_id is not None:
-        check_id("memory_id", memory_id)
-    entries = history_log().history(user, memory_id)
+        memory_id = _resolve_prefix(user, check_id("memory_id", memory_id), log.history(user))
+    entries = log.history(user, memory_id)
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return
-    from datetime import UTC, datetime
-
     rows = [
-        [
-            datetime.fromtimestamp(e.at_ms / 1000, UTC).isoformat(timespec="seconds"),
-            e.op,
-            e.memory_id[:8],
-            e.reflection_id or "",
-            e.old_content or "",
-            e.new_content or "",
-        ]
+        [short_time(e.at_ms), e.op, e.memory_id[:8], e.reflection_id or "", e.old_content or "", e.new_content or ""]
         for e in entries
     ]
     print_table(f"history of {user}", ["at", "op", "memory", "reflection", "old", "new"], rows)
+
+
+def _resolve_prefix(user: str, prefix: str, entries: list[Any]) -> str:
+    """A memory id, or a unique prefix of one (as git takes commits): the tables show 8 characters."""
+    ids = sorted({e.memory_id for e in entries if e.memory_id.startswith(prefix)})
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        fail(f"no memory of user {user} has an id starting with {prefix!r}", code=1)
+    shown = ", ".join(ids[:10]) + (" …" if len(ids) > 10 else "")
+    fail(f"memory id prefix {prefix!r} is ambiguous for user {user}: {shown}")
 
 
 @cli.command()

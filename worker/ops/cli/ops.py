@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from producer.keys import member, split_member
-from worker.ops.cli.common import JsonOpt, check_id, cli, console, coordinator, fail, print_json, table
+from worker.ops.cli.common import JsonOpt, check_id, cli, console, coordinator, fail, print_json, short_time, table
 
 dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: threads whose reflection kept failing.")
 cli.add_typer(dlq_cli, name="dlq")
@@ -91,6 +91,9 @@ def collect_stats(coord: Any) -> dict[str, Any]:
         "reflected_turns": n("reflected_turns"),
         "requeued": n("requeued"),
         "llm_calls": n("llm_calls"),
+        "llm_calls_failed": n("llm_calls_failed"),
+        "llm_calls_in_failed_reflections": n("llm_calls_in_failures"),
+        "llm_text_replies": n("llm_text_replies"),
         "prompt_tokens": n("prompt_tokens"),
         "completion_tokens": n("completion_tokens"),
         "cost_usd": round(s.get("cost_microusd", 0) / 1e6, 6),
@@ -137,6 +140,7 @@ def _letter_row(letter: Any, turns: int) -> dict[str, Any]:
         "generation": letter.generation,
         "attempts": letter.attempts,
         "failed_at": datetime.fromtimestamp(letter.failed_ms / 1000, UTC).isoformat(timespec="seconds"),
+        "failed": short_time(letter.failed_ms),
         "turns": turns,
         "reason": letter.reason,
     }
@@ -156,10 +160,12 @@ def dlq_list(as_json: JsonOpt = False) -> None:
     letters = sorted(coord.dead_letters(), key=lambda d: d.failed_ms)
     rows = [_letter_row(d, n) for d, n in zip(letters, _turn_counts(coord, letters), strict=True)]
     if as_json:
-        print_json(rows)
+        print_json([{k: v for k, v in r.items() if k != "failed"} for r in rows])
         return
-    cols = ["user_id", "thread_id", "generation", "attempts", "failed_at", "turns", "reason"]
-    table(f"dead letters ({len(rows)})", cols, [[r[c] for c in cols] for r in rows], right=("attempts", "turns"))
+    cols = ["user_id", "thread_id", "generation", "attempts", "failed", "turns", "reason"]
+    heads = ["user", "thread", "gen", "tries", "failed (UTC)", "turns", "reason"]
+    cells = [[r[c] for c in cols] for r in rows]
+    table(f"dead letters ({len(rows)})", heads, cells, right=("gen", "tries", "turns"))
 
 
 def _letter(coord: Any, user: str, thread: str) -> Any:
@@ -184,6 +190,7 @@ def dlq_show(user: str, thread: str, as_json: JsonOpt = False) -> None:
     turns = [decode_turn(t) for t in raw_turns]
     data = _letter_row(letter, coord.r.llen(coord.keys.buffer(user, thread)))
     data["buffered"] = [{"id": t.id, "role": t.role, "chars": len(t.content)} for t in turns]
+    data.pop("failed")
     if as_json:
         print_json(data)
         return
