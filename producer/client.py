@@ -80,6 +80,13 @@ class _Base:
         )
         return request, keys, argv
 
+    def _where(self) -> str:
+        """``host:port`` (or the socket path) of the Redis this producer talks to; no credentials."""
+        kwargs = self.client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
+        if "path" in kwargs:
+            return str(kwargs["path"])
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
     @property
     def spooled(self) -> int:
         """Submits waiting in the spool (policy ``spool``)."""
@@ -87,7 +94,7 @@ class _Base:
 
     def _unavailable(self, request: SubmitRequest, err: Exception, call: ScriptCall) -> SubmitReceipt:
         if self.config.on_unavailable == "raise":
-            raise ProducerUnavailable(f"Redis unreachable: {type(err).__name__}") from err
+            raise ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(err).__name__}") from err
         ids = {"user_id": request.user_id, "thread_id": request.thread_id, "error": type(err).__name__}
         if self.config.on_unavailable == "spool" and len(self._spool) < self.config.spool_max:
             self._spool.append(call)

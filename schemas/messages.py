@@ -46,7 +46,10 @@ class Message(BaseModel):
     @field_validator("content", mode="before")
     @classmethod
     def _content(cls, value: object) -> str:
-        return _check_text(value)
+        text = _check_text(value)
+        if not text.strip():
+            raise ValueError("must not be empty or whitespace only")
+        return text
 
     @field_validator("name", mode="before")
     @classmethod

@@ -45,6 +45,8 @@ SUBMIT_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("int content", {"messages": [{"role": "user", "content": 123}]}, "messages.0.content"),
     ("None content", {"messages": [{"role": "user", "content": None}]}, "messages.0.content"),
     ("list content", {"messages": [{"role": "user", "content": ["a"]}]}, "messages.0.content"),
+    ("empty content", {"messages": [{"role": "user", "content": ""}]}, "messages.0.content"),
+    ("whitespace content", {"messages": [OK_MSG, {"role": "user", "content": " \n\t"}]}, "messages.1.content"),
     ("content over the limit", {"messages": [OK_MSG, {"role": "user", "content": BIG}]}, "messages.1.content"),
     ("invalid UTF-8 bytes", {"messages": [{"role": "user", "content": b"caf\xc3("}]}, "messages.0.content"),
     ("lone surrogate content", {"messages": [{"role": "user", "content": "a\udc80b"}]}, "messages.0.content"),

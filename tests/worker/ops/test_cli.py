@@ -301,6 +301,15 @@ def test_config_errors_and_unreachable_redis_are_one_line_without_traceback(redi
     )
     assert down.returncode != 0 and down.stderr.count("\n") == 1, down.stderr
     assert "Traceback" not in down.stderr and "hunter2" not in down.stderr
+    assert "Redis unreachable at 127.0.0.1:1/0 (ConnectionError)" in down.stderr
+    # every command says it the same way: submit too, which goes through the producer
+    env = base | {"REVERIE_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    for args in (["submit", "u", "t", "hello"], ["pending"], ["dlq", "list"]):
+        same = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert (
+            same.returncode == 1
+            and same.stderr.strip() == "error: Redis unreachable at 127.0.0.1:1/0 (ConnectionError)"
+        )
 
 
 def test_process_commands_are_registered_with_celery_wrappers() -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 
 from worker.ops.cli import data, evaluate, memory, observe, ops, process  # noqa: F401  (registers the commands)
-from worker.ops.cli.common import cli, err
+from worker.ops.cli.common import cli, err, redis_unreachable
 
 __all__ = ["cli", "main"]
 
@@ -25,7 +25,14 @@ def main() -> None:
     except Exception as e:  # one clear line, no traceback, for anything unexpected
         if os.environ.get("REVERIE_DEBUG"):
             raise
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
         from worker.observability.logs import redact
 
-        err.print(f"[red]error:[/] {type(e).__name__}: {redact(str(e))}", highlight=False, soft_wrap=True)
+        if isinstance(e, RedisConnectionError | RedisTimeoutError):  # every command says it the same way
+            message = redis_unreachable(e)
+        else:
+            message = f"{type(e).__name__}: {redact(str(e))}"
+        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(1)

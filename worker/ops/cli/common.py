@@ -59,6 +59,29 @@ def settings(**overrides: Any) -> Settings:
         )
 
 
+def redis_where(url: str | None) -> str:
+    """``host:port/db`` of a Redis URL (or its socket path), never its credentials."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "(no Redis configured)"
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or ''}"
+
+
+def redis_unreachable(e: BaseException) -> str:
+    """The one way every command says Redis is down: where, and the error class."""
+    from schemas.settings import Settings
+
+    try:
+        url = Settings().resolved_redis_url()
+    except ValidationError:
+        url = None
+    return f"Redis unreachable at {redis_where(url)} ({type(e).__name__})"
+
+
 def require_redis_url(s: Settings) -> str:
     url = s.resolved_redis_url()
     if url is None:

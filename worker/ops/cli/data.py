@@ -14,6 +14,7 @@ from worker.ops.cli.common import (
     fail,
     print_json,
     reader,
+    redis_unreachable,
     require_redis_url,
     runtime,
     settings,
@@ -57,7 +58,7 @@ def submit(
     except InvalidSubmission as e:
         fail(str(e))
     except (ProducerUnavailable, ConnectionError) as e:
-        fail(str(e), code=1)
+        fail(redis_unreachable(e.__cause__ or e), code=1)
     if as_json:
         print_json(receipt.model_dump(mode="json"))
     else:
