@@ -13,10 +13,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_configuration_table_is_generated_from_settings() -> None:
-    """Run `python -m worker.settings_doc --write` after changing schemas/settings.py."""
+    """Run `python -m worker.ops.settings_doc --write` after changing schemas/settings.py."""
     text = README.read_text()
     assert START in text and END in text
-    assert render_readme(text) == text, "README table is stale: run python -m worker.settings_doc --write"
+    assert render_readme(text) == text, "README table is stale: run python -m worker.ops.settings_doc --write"
 
 
 def test_generated_table_has_a_row_per_setting() -> None:

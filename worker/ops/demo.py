@@ -28,6 +28,7 @@ from schemas.profiles import Profile, get_profile, register
 from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
 from worker.ops.eval.profiles import UserFoodPreference
+from worker.ops.where import redis_where
 from worker.runtime import Runtime
 
 DEMO_AFTER_S = 1.0
@@ -55,22 +56,31 @@ class DemoReport:
     extractor: str
 
 
-def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0) -> DemoReport:
+def run_demo(settings: Settings, console: Console, *, timeout_s: float = 60.0, keep: bool = False) -> DemoReport:
     from worker.app import create_app, make_dispatcher
     from worker.ops.embedded import start_embedded_redis, worker_thread
     from worker.pipeline.dispatcher import DispatcherThread
     from worker.runtime import build_runtime, install
 
     with ExitStack() as stack:
+        source = "REVERIE_REDIS_URL/REDIS_URL"
         if settings.resolved_redis_url() is None:
             server = start_embedded_redis()
             stack.callback(server.stop)
-            console.print(f"[dim]embedded Valkey on {server.connection_url}[/]")
+            source = "embedded Valkey, stopped at exit"
             settings = settings.model_copy(update={"redis_url": SecretStr(server.connection_url)})
+        fate = "kept (--keep)" if keep else "removed at exit (--keep keeps them)"
+        console.print(
+            f"Redis: {redis_where(settings.resolved_redis_url())} ({source}); key prefix "
+            f"[bold]{settings.key_prefix}:[/], its keys {fate}; Qdrant: {settings.qdrant_url or settings.qdrant_path}",
+            highlight=False,
+        )
         settings = settings.model_copy(update={"dispatcher_in_worker": False, "worker_concurrency": 8})
         seed = seed_profile(settings)
         runtime = build_runtime(settings)
         stack.callback(runtime.close)
+        if not keep:  # runs after the worker and dispatcher stopped (ExitStack unwinds in reverse)
+            stack.callback(clean_up, runtime, {u for u, _, _ in SCRIPT})
         results: list[ReflectionResult] = []
         lock = threading.Lock()
         runtime.reflector.on_result = _collector(results, lock)
@@ -108,6 +118,33 @@ def _collector(results: list[ReflectionResult], lock: threading.Lock) -> Callabl
             results.append(result)
 
     return collect
+
+
+def clean_up(runtime: Runtime, users: set[str]) -> None:
+    """Remove everything the demo wrote: every key under its prefix (Celery's included, which
+    share it) and its users' memories in the demo namespace."""
+    for user in users:
+        runtime.store.delete_user(user)
+    prefix = runtime.coordinator.keys.prefix
+    batch: list[bytes] = []
+    for key in runtime.redis.scan_iter(match=f"{prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            runtime.redis.delete(*batch)
+            batch.clear()
+    if batch:
+        runtime.redis.delete(*batch)
+
+
+NEXT_STEPS = """[bold]Next steps[/]
+  Services against one Redis, each in its own terminal:
+    export REVERIE_REDIS_URL=redis://127.0.0.1:6379/0
+    uv run reverie worker        # a Celery worker with its dispatcher
+    FLOWER_BASIC_AUTH=ops:change-me uv run reverie flower
+    uv run reverie submit alice t1 "I moved to Lisbon"
+    uv run reverie memories alice
+  Score a real model (its key in the provider's usual variable):
+    uv run reverie eval --model openai/gpt-4o-mini"""
 
 
 def _reset(runtime: Runtime, users: set[str]) -> None:

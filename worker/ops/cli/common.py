@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.core import describe_errors
+from worker.ops.where import redis_where
 
 if TYPE_CHECKING:
     from producer.memories import MemoryReader
@@ -57,18 +58,6 @@ def settings(**overrides: Any) -> Settings:
             "configuration: "
             + "; ".join(f"REVERIE_{p.split(':')[0].upper()}:{p.split(':', 1)[1]}" for p in describe_errors(e))
         )
-
-
-def redis_where(url: str | None) -> str:
-    """``host:port/db`` of a Redis URL (or its socket path), never its credentials."""
-    from urllib.parse import urlsplit
-
-    if not url:
-        return "(no Redis configured)"
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or ''}"
 
 
 def redis_unreachable(e: BaseException) -> str:

@@ -7,6 +7,8 @@ to Celery, so ``reverie flower --persistent=True`` means what it means to Flower
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -25,22 +27,31 @@ def demo(
     model: Annotated[
         str | None, typer.Option(help="A litellm model to reflect with (default: the offline manager, not an LLM).")
     ] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the demo's keys and memories afterwards, to inspect them.")] = False,
 ) -> None:
     """Run the whole pipeline on embedded defaults and show one reflection per burst."""
     from worker.observability.logs import configure
-    from worker.ops.demo import run_demo
+    from worker.ops.demo import NEXT_STEPS, run_demo
 
     # Own key prefix: the demo resets its keys, which must never be a deployment's.
     s = settings(after_seconds=1.0, max_wait_s=30.0, namespace="demo", key_prefix="reverie-demo")
     if model is not None:
         s = s.model_copy(update={"model": model})
     configure("WARNING")
-    report = run_demo(s, console, timeout_s=timeout)
+    report = run_demo(s, console, timeout_s=timeout, keep=keep)
     ok = all(report.reflections[k] == report.bursts[k] for k in report.bursts)
     console.print(
         f"{sum(report.bursts.values())} bursts → {sum(report.reflections.values())} reflections "
         f"({'one per burst' if ok else 'MISMATCH'}); outcomes: {dict(report.outcomes)}"
     )
+    if keep:
+        console.print(
+            f"[dim]kept: inspect with REVERIE_KEY_PREFIX={s.key_prefix} REVERIE_NAMESPACE={s.namespace} "
+            "uv run reverie memories alice (the embedded Valkey's keys went with it; "
+            "set REVERIE_REDIS_URL to keep those too)[/]",
+            highlight=False,
+        )
+    console.print(NEXT_STEPS, highlight=False)
     if not ok:
         raise typer.Exit(1)
 
@@ -103,18 +114,52 @@ def flower(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="HTTP port.")] = 5555,
     address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    basic_auth: Annotated[
-        str | None, typer.Option(envvar="FLOWER_BASIC_AUTH", help="user:password[,user2:password2]; strongly advised.")
+    basic_auth_file: Annotated[
+        Path | None,
+        typer.Option(help="File of user:password lines (chmod 600); or set FLOWER_BASIC_AUTH. Strongly advised."),
     ] = None,
 ) -> None:
     """Start the Flower dashboard on the project's broker (== celery -A worker.app flower).
 
-    Flower's own metrics are at /metrics; Reverie's at a worker's REVERIE_METRICS_PORT or
-    ``reverie metrics --serve``."""
-    argv = ["flower", f"--port={port}", f"--address={address}"]
-    if basic_auth:
-        argv.append(f"--basic-auth={basic_auth}")
-    _celery(argv + ctx.args)
+    Credentials never go on the command line, where ``ps`` shows them to every user of the
+    machine: they come from ``FLOWER_BASIC_AUTH`` (which Flower reads itself) or from a file,
+    and reach Flower through this process's environment. Flower's own metrics are at /metrics;
+    Reverie's at a worker's REVERIE_METRICS_PORT or ``reverie metrics --serve``."""
+    if any(a == "--basic_auth" or a.startswith(("--basic-auth", "--basic_auth")) for a in ctx.args):
+        fail(
+            "--basic-auth on the command line shows the password in `ps`; set FLOWER_BASIC_AUTH=user:password "
+            "in the environment or pass --basic-auth-file FILE"
+        )
+    if basic_auth_file is not None:
+        os.environ["FLOWER_BASIC_AUTH"] = read_basic_auth(basic_auth_file)
+    elif os.environ.get("FLOWER_BASIC_AUTH") is not None:
+        os.environ["FLOWER_BASIC_AUTH"] = parse_basic_auth(os.environ["FLOWER_BASIC_AUTH"], "FLOWER_BASIC_AUTH")
+    elif address not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] Flower on {address} without basic auth: anyone who reaches it can revoke tasks")
+    _celery(["flower", f"--port={port}", f"--address={address}", *ctx.args])
+
+
+def read_basic_auth(path: Path) -> str:
+    """``user:password`` per line (blank lines and ``#`` comments skipped), as Flower's
+    comma-separated list."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        fail(f"--basic-auth-file {path}: cannot read it ({e.strerror or type(e).__name__})")
+    lines = [x.strip() for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+    return parse_basic_auth(",".join(lines), f"--basic-auth-file {path}")
+
+
+def parse_basic_auth(value: str, source: str) -> str:
+    """Refuse what Flower would take silently or choke on later: no pair, an empty user or password."""
+    pairs = [p.strip() for p in value.split(",") if p.strip()]
+    if not pairs:
+        fail(f"{source}: no user:password pair")
+    for i, pair in enumerate(pairs, 1):
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            fail(f"{source}: entry {i} is not user:password (both non-empty)")
+    return ",".join(pairs)
 
 
 @cli.command()
