@@ -25,6 +25,44 @@ def load_litellm() -> Any:
     return litellm
 
 
+WARM_PROVIDERS = frozenset({"openai", "azure", "anthropic", "hosted_vllm", "ollama_chat", "openrouter", "groq"})
+"""Providers whose litellm path honours ``api_base``, so a warm-up call provably stays on loopback;
+any other model warms the OpenAI-compatible path, the one most deployments use."""
+
+
+def warm_call_path(model: str) -> float:
+    """Pay the first call's lazy imports (provider SDK, HTTP client: about 0.6 s) at start-up, not
+    in the first reflection: one completion through litellm's real path to a loopback port that
+    is bound but not listening, so it is refused at once. No network, no tokens, nothing counted.
+    Returns the seconds it took."""
+    import socket
+    import time
+
+    litellm = load_litellm()
+    try:
+        provider = litellm.get_llm_provider(model)[1]
+    except Exception:  # an unknown model fails at its first real call, with its own message
+        provider = ""
+    target = model if provider in WARM_PROVIDERS else "openai/reverie-warm-up"
+    started = time.perf_counter()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # reserved for us; without listen() a connect is refused
+        port = closed.getsockname()[1]
+        try:
+            litellm.completion(
+                model=target,
+                messages=[{"role": "user", "content": "warm-up"}],
+                api_base=f"http://127.0.0.1:{port}/v1",
+                api_key="warm-up",
+                max_retries=0,
+                num_retries=0,
+                timeout=2,
+            )
+        except Exception as e:  # refused, as intended
+            log.debug("llm call path warmed", error=type(e).__name__)
+    return time.perf_counter() - started
+
+
 def is_transient(exc: BaseException) -> bool:
     litellm = load_litellm()
     return isinstance(
