@@ -5,15 +5,18 @@ Depends on redis and pydantic only; never imports celery, litellm or qdrant-clie
 
 from producer.client import AsyncProducer, Producer
 from producer.config import ProducerConfig
-from producer.errors import InvalidSubmission, ProducerError, ProducerUnavailable
+from producer.errors import InvalidRequest, InvalidSubmission, ProducerError, ProducerUnavailable
 from producer.keys import Keys
 from producer.langmem import ReflectionExecutor
 from schemas.messages import Message, SubmitReceipt
+from schemas.status import LastReflection, ThreadStatus, UserStatus
 
 __all__ = [
     "AsyncProducer",
+    "InvalidRequest",
     "InvalidSubmission",
     "Keys",
+    "LastReflection",
     "Message",
     "Producer",
     "ProducerConfig",
@@ -21,4 +24,6 @@ __all__ = [
     "ProducerUnavailable",
     "ReflectionExecutor",
     "SubmitReceipt",
+    "ThreadStatus",
+    "UserStatus",
 ]

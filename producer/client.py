@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import redis
 import redis.asyncio as aioredis
@@ -24,12 +24,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from producer import core
+from producer import status as status_core
 from producer.config import ProducerConfig
 from producer.errors import ProducerUnavailable
 from producer.keys import Keys
 from producer.scripts import SubmitScripts
 from schemas.messages import Message, SubmitReceipt, SubmitRequest
+from schemas.status import ThreadStatus, UserStatus
 
+WARM_CONNECTIONS = 10
+"""Default connections ``warm`` opens: what a chat server's concurrent requests need at once."""
 log = logging.getLogger("reverie.producer")
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -86,6 +90,18 @@ class _Base:
         if "path" in kwargs:
             return str(kwargs["path"])
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    def _status_unavailable(self, err: Exception) -> ProducerUnavailable:
+        # A read has no "dropped" answer: whatever the submit policy, status raises.
+        return ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(err).__name__}")
+
+    def _statuses(
+        self, user_id: str, thread_ids: list[str], total: int, replies: list[Any], whole_user: bool
+    ) -> ThreadStatus | UserStatus:
+        threads, now_ms = status_core.decode_replies(user_id, thread_ids, replies)
+        if not whole_user:
+            return threads[0]
+        return UserStatus(user_id=user_id, threads=threads, total_threads=total, now_ms=now_ms)
 
     @property
     def spooled(self) -> int:
@@ -159,6 +175,29 @@ class Producer(_Base):
             return self._unavailable(request, e, (keys, argv))
         return core.decode_reply(reply)
 
+    @overload
+    def status(self, user_id: str, thread_id: str, *, limit: int = ...) -> ThreadStatus: ...
+    @overload
+    def status(self, user_id: str, thread_id: None = ..., *, limit: int = ...) -> UserStatus: ...
+    def status(self, user_id: str, thread_id: str | None = None, *, limit: int = 100) -> ThreadStatus | UserStatus:
+        """Where a submission stands: buffered turns, due time, in flight, dead-lettered, and the
+        last reflection (ids, counts, times; never text). With no ``thread_id``, every thread in
+        the user's index (sorted, at most ``limit``). One round trip for a thread, two for a
+        user. Raises ``InvalidRequest`` on a bad id and ``ProducerUnavailable`` if Redis is down."""
+        u, t = status_core.check_ids(user_id, thread_id)
+        limit = status_core.check_limit(limit)
+        try:
+            if t is None:
+                ids, total = status_core.thread_ids(self.client.smembers(self.keys.user_threads(u)), limit)
+            else:
+                ids, total = [t], 1
+            pipe = self.client.pipeline(transaction=True)
+            status_core.queue_reads(pipe, self.keys, u, ids)
+            replies = pipe.execute()
+        except _UNAVAILABLE as e:
+            raise self._status_unavailable(e) from e
+        return self._statuses(u, ids, total, replies, whole_user=t is None)
+
     def flush(self) -> int:
         """Send spooled submits, oldest first; returns how many were sent. Raises the Redis
         error if it is still unreachable (what was not sent stays spooled)."""
@@ -173,6 +212,24 @@ class Producer(_Base):
             self._spool.popleft()
             sent += 1
         return sent
+
+    def warm(self, connections: int = WARM_CONNECTIONS) -> int:
+        """Open ``connections`` pooled connections and load the submit script now, at start-up:
+        otherwise concurrent first submits each pay a connect (and one a script load) at the same
+        moment. Returns the connections opened. Redis down raises ``ProducerUnavailable``."""
+        pool = self.client.connection_pool
+        n, opened = core.check_warm(connections), []
+        try:
+            try:
+                for _ in range(n):
+                    opened.append(pool.get_connection())
+            finally:
+                for conn in opened:
+                    pool.release(conn)
+            self.client.script_load(self._scripts.submit.script)  # on one of those connections
+        except _UNAVAILABLE as e:
+            raise ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(e).__name__}") from e
+        return len(opened)
 
     def close(self) -> None:
         self.client.close()
@@ -218,6 +275,28 @@ class AsyncProducer(_Base):
             return self._unavailable(request, e, (keys, argv))
         return core.decode_reply(reply)
 
+    @overload
+    async def status(self, user_id: str, thread_id: str, *, limit: int = ...) -> ThreadStatus: ...
+    @overload
+    async def status(self, user_id: str, thread_id: None = ..., *, limit: int = ...) -> UserStatus: ...
+    async def status(
+        self, user_id: str, thread_id: str | None = None, *, limit: int = 100
+    ) -> ThreadStatus | UserStatus:
+        """Async form of ``Producer.status``."""
+        u, t = status_core.check_ids(user_id, thread_id)
+        limit = status_core.check_limit(limit)
+        try:
+            if t is None:
+                ids, total = status_core.thread_ids(await self.client.smembers(self.keys.user_threads(u)), limit)
+            else:
+                ids, total = [t], 1
+            pipe = self.client.pipeline(transaction=True)
+            status_core.queue_reads(pipe, self.keys, u, ids)
+            replies = await pipe.execute()
+        except _UNAVAILABLE as e:
+            raise self._status_unavailable(e) from e
+        return self._statuses(u, ids, total, replies, whole_user=t is None)
+
     async def flush(self) -> int:
         """Async form of ``Producer.flush``."""
         async with self._spool_lock:
@@ -231,6 +310,23 @@ class AsyncProducer(_Base):
             self._spool.popleft()
             sent += 1
         return sent
+
+    async def warm(self, connections: int = WARM_CONNECTIONS) -> int:
+        """Async form of ``Producer.warm``: call it once in the app's start-up (lifespan) hook."""
+        pool = self.client.connection_pool
+        n = core.check_warm(connections)
+        results = await asyncio.gather(*(pool.get_connection() for _ in range(n)), return_exceptions=True)
+        opened = [c for c in results if not isinstance(c, BaseException)]
+        for conn in opened:
+            await pool.release(conn)
+        try:
+            failed = next((e for e in results if isinstance(e, BaseException)), None)
+            if failed is not None:
+                raise failed
+            await self.client.script_load(self._scripts.submit.script)  # on one of those connections
+        except _UNAVAILABLE as e:
+            raise ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(e).__name__}") from e
+        return len(opened)
 
     async def aclose(self) -> None:
         await self.client.aclose()

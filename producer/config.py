@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ProducerConfig(BaseModel):
@@ -28,6 +28,12 @@ class ProducerConfig(BaseModel):
     """In an outage, at most one warning per this many seconds (with a count), not one per submit."""
     profiles: frozenset[str] | None = None
     """Allowed profile names; ``None`` accepts any well-formed name (the worker checks)."""
+
+    @model_validator(mode="after")
+    def _debounce(self) -> ProducerConfig:
+        if self.after_seconds > self.max_wait_s:  # as Settings: the cap would always win
+            raise ValueError("max_wait_s must be at least after_seconds")
+        return self
 
     @classmethod
     def from_env(cls) -> ProducerConfig:

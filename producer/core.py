@@ -10,12 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from producer.errors import InvalidSubmission
+from producer.errors import InvalidRequest, InvalidSubmission
 from producer.keys import Keys, member
 from schemas.messages import Message, SubmitReceipt, SubmitRequest
 
 MSGID_TTL_S = 7 * 24 * 3600
 """How long a message id is remembered for idempotent re-submission."""
+THREAD_INDEX_TTL_S = 8 * 24 * 3600
+"""How long a user's thread-id index (``status(user)``) lives after the user's last submit: past
+the longest ``max_wait`` (7 days) plus the day a reflected thread's state is kept."""
 
 
 def describe_errors(err: ValidationError) -> list[str]:
@@ -59,6 +62,27 @@ def build_request(
     return request
 
 
+WARM_MAX = 1000
+
+
+def check_warm(connections: object) -> int:
+    """The connection count ``warm`` takes: an int from 1 to ``WARM_MAX``."""
+    if isinstance(connections, bool) or not isinstance(connections, int) or not 1 <= connections <= WARM_MAX:
+        raise InvalidRequest([f"connections: expected an integer from 1 to {WARM_MAX}, got {connections!r}"])
+    return connections
+
+
+def check_debounce(request: SubmitRequest, after_s: float, max_wait_s: float) -> None:
+    """``after_seconds`` must not exceed ``max_wait`` (as ``Settings`` requires): the cap would
+    silently win and the caller's quiet period would never be honoured. Checked on the values in
+    effect, so one given per call is compared with the producer's default for the other."""
+    if after_s <= max_wait_s:
+        return
+    after = "after_seconds" if request.after_seconds is not None else "after_seconds (producer default)"
+    cap = "max_wait" if request.max_wait is not None else "max_wait (producer default max_wait_s)"
+    raise InvalidSubmission([f"after_seconds: {after} = {after_s:g} s exceeds {cap} = {max_wait_s:g} s"])
+
+
 def encode_turns(messages: Iterable[Message], now_ms: int) -> list[str]:
     """Script ARGV pairs: (message id or '', turn JSON)."""
     argv: list[str] = []
@@ -76,9 +100,11 @@ def encode_turns(messages: Iterable[Message], now_ms: int) -> list[str]:
 def submit_call(
     keys: Keys, request: SubmitRequest, *, default_after_s: float, default_max_wait_s: float
 ) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV for the SUBMIT script."""
+    """KEYS and ARGV for the SUBMIT script. Raises ``InvalidSubmission`` when the effective
+    ``after_seconds`` (given, or the producer's default) exceeds the effective ``max_wait``."""
     after_s = default_after_s if request.after_seconds is None else request.after_seconds
     max_wait_s = default_max_wait_s if request.max_wait is None else request.max_wait
+    check_debounce(request, after_s, max_wait_s)
     u, t = request.user_id, request.thread_id
     script_keys = [
         keys.thread(u, t),
@@ -87,6 +113,7 @@ def submit_call(
         keys.due_ss,
         keys.dlq,
         keys.stats,
+        keys.user_threads(u),
     ]
     argv: list[str | int] = [
         round(after_s * 1000),
@@ -94,6 +121,8 @@ def submit_call(
         member(u, t),
         request.profile,
         MSGID_TTL_S,
+        t,
+        THREAD_INDEX_TTL_S,
     ]
     argv.extend(encode_turns(request.messages, int(time.time() * 1000)))
     return script_keys, argv

@@ -5,13 +5,21 @@ class ProducerError(Exception):
     """Base class for producer errors."""
 
 
-class InvalidSubmission(ProducerError, ValueError):
-    """The submission was refused before anything was written. The message names each bad
-    field but never echoes message text."""
+class InvalidRequest(ProducerError, ValueError):
+    """A call was refused before touching Redis. The message names each bad field (or
+    argument) but never echoes message text."""
+
+    what = "request"
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("invalid submission: " + "; ".join(problems))
+        super().__init__(f"invalid {self.what}: " + "; ".join(problems))
+
+
+class InvalidSubmission(InvalidRequest):
+    """The submission was refused before anything was written."""
+
+    what = "submission"
 
 
 class ProducerUnavailable(ProducerError, ConnectionError):

@@ -3,10 +3,14 @@
 
 Layout (``p`` is the key prefix, ``u``/``t`` user and thread ids, which cannot contain ``:``):
 
-- ``p:thread:u:t``   hash   gen, first_ms, last_ms, profile, dispatched_gen, attempts
+- ``p:thread:u:t``   hash   gen, first_ms, last_ms, profile, dispatched_gen, attempts, and the
+  last reflection's ``last_*`` fields (written by the worker when a reflection ends)
 - ``p:buf:u:t``      list   buffered turns (JSON), oldest first; trimmed only after commit
 - ``p:msgids:u:t``   set    message ids already accepted (idempotent append), with a TTL
+- ``p:threads:u``    set    thread ids of user ``u`` (``status(u)`` lists them); 8-day TTL from the last submit
 - ``p:due_ss``       zset   ``u:t`` → due time (ms); trailing-edge debounce
+- ``p:inflight_ss``  zset   ``u:t`` → deadline (ms) of a claimed reflection (written by the worker,
+  read by ``status``)
 - ``p:dlq``          hash   ``u:t`` → dead letter JSON (a dead-lettered thread buffers, not schedules)
 - ``p:stats``        hash   counters
 - ``p:prompt:k``     hash   current procedural prompt of key ``k`` (``version``, ``json``)
@@ -48,9 +52,16 @@ class Keys:
     def msgids(self, user_id: str, thread_id: str) -> str:
         return f"{self.prefix}:msgids:{user_id}:{thread_id}"
 
+    def user_threads(self, user_id: str) -> str:
+        return f"{self.prefix}:threads:{user_id}"
+
     @property
     def due_ss(self) -> str:
         return f"{self.prefix}:due_ss"
+
+    @property
+    def inflight_ss(self) -> str:
+        return f"{self.prefix}:inflight_ss"
 
     @property
     def dlq(self) -> str:

@@ -3,7 +3,8 @@ client (``EVALSHA``, reloaded on ``NOSCRIPT``). Each file starts with a ``-- KEY
 header; every key reaches a script through KEYS, never built inside it.
 
 ``ScriptSet`` is the loader every side uses; ``SubmitScripts`` are the chat server's own: the
-SUBMIT script (append turns, move the due time) and PROMPT_SET (procedural prompts). The worker
+SUBMIT script (append turns, move the due time) and PROMPT_SET (procedural prompts);
+``ReadScripts`` read the turns still buffered (the hot path's recall of pending turns). The worker
 keeps its scripts in ``worker/pipeline/lua`` and ``worker/memory/lua``.
 """
 
@@ -39,3 +40,12 @@ class SubmitScripts(ScriptSet):
 
     submit: Any
     prompt_set: Any
+
+
+class ReadScripts(ScriptSet):
+    """Read-only: ``pending_turns`` (a user's buffered, not yet reflected turns, for recall)."""
+
+    PACKAGE = "producer"
+    NAMES = ("pending_turns",)
+
+    pending_turns: Any

@@ -28,6 +28,9 @@ _EXPORTS = {
     "MemoryOp": "schemas.reflection",
     "ReflectArgs": "schemas.reflection",
     "ReflectionResult": "schemas.reflection",
+    "LastReflection": "schemas.status",
+    "ThreadStatus": "schemas.status",
+    "UserStatus": "schemas.status",
 }
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from schemas.memory import Memory, MemoryKind, MemoryRecord, MemorySource
     from schemas.messages import BufferedTurn, Message, SubmitReceipt, SubmitRequest
     from schemas.reflection import CommitPlan, DeadLetter, MemoryOp, ReflectArgs, ReflectionResult
+    from schemas.status import LastReflection, ThreadStatus, UserStatus
 
 
 def __getattr__(name: str) -> Any:
@@ -57,6 +61,7 @@ __all__ = [
     "CommitPlan",
     "DeadLetter",
     "DecodeError",
+    "LastReflection",
     "Memory",
     "MemoryKind",
     "MemoryOp",
@@ -69,5 +74,7 @@ __all__ = [
     "SchemaError",
     "SubmitReceipt",
     "SubmitRequest",
+    "ThreadStatus",
+    "UserStatus",
     "check_id",
 ]

@@ -63,6 +63,8 @@ class MemoryRecord(BaseModel):
     ns: list[str] = Field(default_factory=list)
     source: MemorySource = Field(default_factory=MemorySource)
     score: float | None = None
+    pending: bool = False
+    """A buffered turn not yet reflected (``search(include_pending=True)``), not a memory."""
 
 
 class HistoryEntry(BaseModel):

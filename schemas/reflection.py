@@ -58,6 +58,8 @@ class CommitPlan(BaseModel):
     namespace: str
     ops: list[MemoryOp]
     created_ms: int
+    extractor: str = ""
+    """Name of the extractor that planned it (recorded as the last reflection's on commit)."""
 
 
 Outcome = Literal["committed", "superseded", "rolled_back", "deferred", "noop", "failed", "dead_lettered", "replayed"]

@@ -64,6 +64,9 @@ SUBMIT_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("negative max_wait", {"max_wait": -0.5}, "max_wait"),
     ("infinite max_wait", {"max_wait": -math.inf}, "max_wait"),
     ("zero max_wait", {"max_wait": 0}, "max_wait"),
+    ("after_seconds over max_wait", {"after_seconds": 10, "max_wait": 5}, "max_wait"),
+    ("after_seconds over the default max_wait", {"after_seconds": 700}, "max_wait (producer default"),
+    ("max_wait under the default after_seconds", {"max_wait": 5}, "after_seconds (producer default"),
     ("unknown profile", {"profile": "no-such-profile"}, "profile"),
     ("malformed profile", {"profile": "a b"}, "profile"),
 ]
@@ -93,6 +96,28 @@ async def test_async_submit_refuses_bad_input_too(redis_url, redis_client, prefi
             with pytest.raises(InvalidSubmission, match=field.split(".")[0]):
                 await producer.submit(call.pop("user_id"), call.pop("thread_id"), call.pop("messages"), **call)
     assert keys_under(redis_client, prefix) == []
+
+
+async def test_async_submit_refuses_after_seconds_over_max_wait(redis_url, redis_client, prefix) -> None:
+    """The pair Settings refuses is refused at submit too, naming both fields, in both forms."""
+    async with AsyncProducer(ProducerConfig(redis_url=redis_url, key_prefix=prefix)) as producer:
+        with pytest.raises(InvalidSubmission) as info:
+            await producer.submit("alice", "t1", [OK_MSG], after_seconds=10, max_wait=5)
+    assert info.value.problems == ["after_seconds: after_seconds = 10 s exceeds max_wait = 5 s"]
+    assert keys_under(redis_client, prefix) == []
+
+
+def test_after_seconds_equal_to_max_wait_is_accepted(redis_url, redis_client, prefix) -> None:
+    """The boundary is allowed (as in Settings): due exactly at the cap."""
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=5, max_wait_s=5)) as producer:
+        assert producer.submit("alice", "t1", [OK_MSG], max_wait=5).status == "accepted"
+        assert producer.submit("alice", "t1", [OK_MSG | {"id": "m2"}], after_seconds=5).status == "accepted"
+
+
+def test_producer_config_refuses_a_default_after_seconds_over_max_wait() -> None:
+    """The producer's own defaults are held to the same rule, when it is built."""
+    with pytest.raises(ValidationError, match="max_wait_s must be at least after_seconds"):
+        ProducerConfig(after_seconds=60, max_wait_s=10)
 
 
 TASK_ROWS: list[tuple[str, dict[str, Any], tuple[Any, ...], str]] = [

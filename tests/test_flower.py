@@ -101,8 +101,8 @@ def test_flower_shows_workers_and_reflections_by_outcome(flower, make_system, sc
     time.sleep(1.0)  # let Flower's event receiver subscribe before the first task event
     system.producer.submit(user, "t", [{"role": "user", "content": SECRET_TEXT}])
     system.wait_for(lambda: len(system.committed(user)) == 1, what="commit")
-    system.producer.submit(user, "t2", [{"role": "user", "content": "one"}], after_seconds=60)
-    system.producer.submit(user, "t2", [{"role": "user", "content": "two"}], after_seconds=60)
+    system.producer.submit(user, "t2", [{"role": "user", "content": "one"}], after_seconds=60, max_wait=60)
+    system.producer.submit(user, "t2", [{"role": "user", "content": "two"}], after_seconds=60, max_wait=60)
     stale = system.app.send_task(REFLECT, kwargs={"user_id": user, "thread_id": "t2", "generation": 1})
     system.wait_for(lambda: "superseded" in system.outcomes(user), what="superseded")
 

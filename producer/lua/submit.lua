@@ -1,11 +1,12 @@
 -- KEYS[1]=thread KEYS[2]=buffer KEYS[3]=msgids KEYS[4]=due_ss KEYS[5]=dlq KEYS[6]=stats
+-- KEYS[7]=user_threads (the user's thread-id index)
 -- ARGV[1]=after_ms ARGV[2]=max_wait_ms ARGV[3]=member ARGV[4]=profile ARGV[5]=msgid_ttl_s
--- ARGV[6..]=pairs of (message id or '', turn JSON)
+-- ARGV[6]=thread_id ARGV[7]=index_ttl_s ARGV[8..]=pairs of (message id or '', turn JSON)
 -- Returns {accepted, duplicates, generation, due_ms or -1}
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local accepted, dups = 0, 0
-for i = 6, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local mid = ARGV[i]
   if mid == '' or redis.call('SADD', KEYS[3], mid) == 1 then
     redis.call('RPUSH', KEYS[2], ARGV[i + 1])
@@ -34,6 +35,8 @@ if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0 then
 else
   due = -1
 end
+redis.call('SADD', KEYS[7], ARGV[6])
+redis.call('EXPIRE', KEYS[7], ARGV[7])
 redis.call('HINCRBY', KEYS[6], 'enqueued_turns', accepted)
 if dups > 0 then redis.call('HINCRBY', KEYS[6], 'duplicate_turns', dups) end
 return {accepted, dups, gen, due}

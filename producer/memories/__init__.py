@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from producer.errors import StoreLocked, StoreUnavailable
 from producer.memories.embeddings import Embedder, make_embedder
+from producer.memories.pending import PendingTurns
 from producer.memories.reader import MemoryReader
 from schemas.memory import MemoryRecord
 
@@ -22,7 +23,17 @@ if TYPE_CHECKING:
 
     from schemas.settings import Settings
 
-__all__ = ["Embedder", "MemoryReader", "MemoryRecord", "StoreLocked", "StoreUnavailable", "open_qdrant", "open_reader"]
+__all__ = [
+    "Embedder",
+    "MemoryReader",
+    "MemoryRecord",
+    "PendingTurns",
+    "StoreLocked",
+    "StoreUnavailable",
+    "open_pending",
+    "open_qdrant",
+    "open_reader",
+]
 
 
 def open_qdrant(settings: Settings) -> QdrantClient:
@@ -63,4 +74,20 @@ def open_reader(settings: Settings, *, embedder: Embedder | None = None) -> Memo
         embedder or make_embedder(settings),
         namespace=settings.namespace,
         strategy=settings.collection_strategy,
+        pending=open_pending(settings),
     )
+
+
+def open_pending(settings: Settings) -> PendingTurns | None:
+    """Buffered-turn recall for ``search(include_pending=True)``, when a Redis URL is configured.
+    The client connects on first use, with the producer's short timeout."""
+    url = settings.resolved_redis_url()
+    if url is None:
+        return None
+    import redis
+
+    from producer.keys import Keys
+
+    timeout = settings.redis_timeout_s
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return PendingTurns(client, Keys(settings.key_prefix), owns_client=True)

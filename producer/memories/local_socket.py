@@ -40,6 +40,8 @@ class ReadRequest(BaseModel):
     ns: str | None = Field(default=None, max_length=512)
     limit: int = Field(default=10, ge=1, le=100_000)
     ids: list[str] = Field(default_factory=list, max_length=10_000)
+    include_pending: bool = False
+    min_score: float | None = Field(default=None, ge=-1, le=1)
 
 
 def pointer_file(qdrant_path: Path) -> Path:
@@ -105,9 +107,27 @@ class SocketReader:
         return [MemoryRecord.model_validate(r) for r in self._ask(request)]
 
     def search(
-        self, user_id: str, query: str, *, kind: str | None = None, limit: int = 10, ns: str | None = None
+        self,
+        user_id: str,
+        query: str,
+        *,
+        kind: str | None = None,
+        limit: int = 10,
+        ns: str | None = None,
+        include_pending: bool = False,
+        min_score: float | None = None,
     ) -> list[MemoryRecord]:
-        return self._records(ReadRequest(op="search", user_id=user_id, query=query, kind=kind, limit=limit, ns=ns))
+        request = ReadRequest(
+            op="search",
+            user_id=user_id,
+            query=query,
+            kind=kind,
+            limit=limit,
+            ns=ns,
+            include_pending=include_pending,
+            min_score=min_score,
+        )
+        return self._records(request)
 
     def list(
         self, user_id: str, *, kind: str | None = None, limit: int = 1000, ns: str | None = None

@@ -23,6 +23,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from producer.errors import StoreUnavailable
 from producer.memories.embeddings import Embedder
 from producer.memories.layout import Strategy, collection_name, point_id, record_from_point, user_filter
+from producer.memories.pending import PendingTurns, as_record
 from schemas.ids import check_id
 from schemas.memory import MemoryRecord
 
@@ -31,6 +32,13 @@ SCROLL_PAGE = 256
 # Module-level aliases: inside the class, ``list`` names the method, not the builtin.
 Records = list[MemoryRecord]
 Vectors = list[list[float]]
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """As Qdrant scores a memory (cosine distance); embedders normalise, this does not rely on it."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+    return dot / norm if norm else 0.0
 
 
 class CollectionMissing(Exception):
@@ -55,6 +63,7 @@ class MemoryReader:
         *,
         namespace: str = "memories",
         strategy: Strategy = "shared",
+        pending: PendingTurns | None = None,
     ) -> None:
         if strategy not in ("shared", "per_user"):
             raise ValueError(f"strategy must be 'shared' or 'per_user', got {strategy!r}")
@@ -62,6 +71,8 @@ class MemoryReader:
         self.embedder = embedder
         self.namespace = namespace
         self.strategy: Strategy = strategy
+        self.pending = pending
+        """Where ``search(include_pending=True)`` reads buffered turns (Redis); None: not available."""
         options = client.init_options
         self.local = options.get("path") is not None or options.get("location") == ":memory:"
         # Local mode is not thread-safe: serialise every call. A server client is.
@@ -78,11 +89,46 @@ class MemoryReader:
     # -- reads
 
     def search(
-        self, user_id: str, query: str, *, kind: str | None = None, limit: int = 10, ns: str | None = None
+        self,
+        user_id: str,
+        query: str,
+        *,
+        kind: str | None = None,
+        limit: int = 10,
+        ns: str | None = None,
+        include_pending: bool = False,
+        min_score: float | None = None,
     ) -> Records:
-        """This user's memories closest to ``query``, best first."""
+        """This user's memories closest to ``query``, best first; none scoring under ``min_score``.
+
+        ``include_pending=True`` also matches what the user said that no reflection has committed
+        yet, so a reply knows it before the debounce fires: the newest (20) user-role turns still
+        buffered in any of the user's threads, embedded with this reader's embedder and scored by
+        cosine against the query like memories (``min_score`` applies to both). They come back
+        ranked together with the memories, marked ``pending=True`` (kind ``turn``, id
+        ``pending:<thread>:<message id>``). ``kind`` and ``ns`` filter memories only. A turn leaves
+        the buffer in the step that commits its memories, so it is found as one or the other.
+        Costs one Redis round trip and one embedding call; needs ``pending`` (``open_reader``
+        sets it from the Redis URL)."""
+        if include_pending and self.pending is None:
+            raise ValueError("include_pending needs Redis: set REVERIE_REDIS_URL (or pass pending= to MemoryReader)")
         vectors = self.embedder.embed_query([query])
-        return self.search_vectors(user_id, vectors, kind=kind, limit_per_query=limit, ns=ns)
+        hits = self.search_vectors(user_id, vectors, kind=kind, limit_per_query=limit, ns=ns)
+        if include_pending:
+            hits = sorted([*hits, *self._pending_hits(user_id, vectors[0])], key=lambda r: (-(r.score or 0.0), r.id))
+        if min_score is not None:
+            hits = [r for r in hits if (r.score or 0.0) >= min_score]
+        return hits[:limit]
+
+    def _pending_hits(self, user_id: str, query: list[float]) -> Records:
+        turns = self.pending.fetch(user_id) if self.pending is not None else []
+        if not turns:
+            return []
+        vectors = self.embedder.embed([turn.content for _, turn in turns])
+        return [
+            as_record(user_id, self.namespace, thread, turn, _cosine(query, vector))
+            for (thread, turn), vector in zip(turns, vectors, strict=True)
+        ]
 
     def search_vectors(
         self,
@@ -144,6 +190,8 @@ class MemoryReader:
     def close(self) -> None:
         with self._lock:
             self.client.close()
+        if self.pending is not None:
+            self.pending.close()
 
     # -- internals shared with the worker's store
 

@@ -23,7 +23,9 @@ def test_stale_lease_holder_cannot_write_qdrant_or_trim(make_system) -> None:
     user = uid("u")
     original = MemoryOp(op="insert", id="00000000-0000-4000-8000-000000000001", content="likes tea")
     store.apply(user, [original], source=MemorySource(), now_ms=1_000)
-    system.producer.submit(user, "t", [{"role": "user", "content": "actually coffee", "id": "m1"}], after_seconds=3600)
+    system.producer.submit(
+        user, "t", [{"role": "user", "content": "actually coffee", "id": "m1"}], after_seconds=3600, max_wait=3600
+    )
     [memory] = store.list(user)
     turns = coord.snapshot(user, "t", 10).turns
 

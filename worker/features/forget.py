@@ -1,7 +1,7 @@
 """Forget a user everywhere: Qdrant memories and every Redis key that names the user.
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
-set, journal), per-user keys (``p:history:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
+set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
 the global due/in-flight sorted sets and the dead-letter hash, and Celery results
 (``reflect:u:t:g…`` task ids, every outcome including failures). Per-thread keys are found
 with ``SCAN MATCH`` (ids cannot contain glob characters or ``:``), members with
@@ -112,7 +112,8 @@ def forget_user(
     if dead:
         pipe.hdel(keys.dlq, *dead)
     pipe.zrem(keys.changed_ss, user_id)
-    data_keys = [k for group in per_thread.values() for k in group] + results + [keys.history(user_id)]
+    data_keys = [k for group in per_thread.values() for k in group] + results
+    data_keys += [keys.history(user_id), keys.user_threads(user_id)]
     pipe.delete(*data_keys)
     pipe.delete(keys.fence(user_id), keys.lease(user_id), keys.waiters(user_id))  # ours now; not counted
     deleted_keys = int(pipe.execute()[-2])

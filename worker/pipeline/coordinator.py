@@ -44,6 +44,12 @@ def decode_turn(raw: bytes | str) -> BufferedTurn:
         raise DecodeError("buffered turn is not valid JSON of the turn schema") from e
 
 
+def op_counts(plan: CommitPlan) -> tuple[int, int, int]:
+    """Inserts, updates and deletes (tombstones included) of a plan."""
+    ops = [op.op for op in plan.ops]
+    return ops.count("insert"), ops.count("update"), ops.count("delete")
+
+
 def decode_plan(raw: bytes | str) -> CommitPlan:
     try:
         return CommitPlan.model_validate_json(raw)
@@ -167,12 +173,26 @@ class Coordinator:
                     u,
                     self.history_ttl_s,
                     self.history_max,
+                    *op_counts(plan),
+                    plan.extractor,
                     *encode(entries_from_plan(plan)),
                 ],
             )
         )
 
-    def release(self, user_id: str, thread_id: str, token: int, generation: int, stat: str) -> None:
+    def release(
+        self,
+        user_id: str,
+        thread_id: str,
+        token: int,
+        generation: int,
+        stat: str,
+        *,
+        turns: int = 0,
+        extractor: str = "",
+    ) -> None:
+        """End a reflection without a commit; ``stat`` is its outcome (recorded as the thread's
+        last reflection with ``turns`` read and the ``extractor`` that ran, if any)."""
         self.scripts.release(
             keys=[
                 self.keys.thread(user_id, thread_id),
@@ -182,7 +202,7 @@ class Coordinator:
                 self.keys.due_ss,
                 self.keys.waiters(user_id),
             ],
-            args=[token, member(user_id, thread_id), generation, stat],
+            args=[token, member(user_id, thread_id), generation, stat, turns, extractor],
         )
 
     def reschedule(
@@ -196,9 +216,12 @@ class Coordinator:
         failure: DeadLetter | None = None,
         max_attempts: int = 5,
         wait_for_lease: bool = False,
+        error: str = "",
+        extractor: str = "",
     ) -> tuple[int, bool]:
-        """Back in the due set after ``delay_ms``; a counted failure may dead-letter instead. With
-        ``wait_for_lease`` the thread waits for the user's lease to be released (or to run out)."""
+        """Back in the due set after ``delay_ms``; a counted failure may dead-letter instead (and
+        is recorded as the last reflection, with the ``error`` class). With ``wait_for_lease``
+        the thread waits for the user's lease to be released (or to run out)."""
         attempts, dead = self.scripts.reschedule(
             keys=[
                 self.keys.thread(user_id, thread_id),
@@ -218,6 +241,8 @@ class Coordinator:
                 max_attempts,
                 failure.model_dump_json() if failure else "",
                 1 if wait_for_lease else 0,
+                error,
+                extractor,
             ],
         )
         return int(attempts), bool(dead)

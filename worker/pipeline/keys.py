@@ -7,7 +7,6 @@ Worker-side layout (``p`` is the prefix, ``u``/``t`` user and thread ids):
 - ``p:lease:u``      string per-user lease token (fenced by ``p:fence:u``)
 - ``p:fence:u``      int    monotonically increasing lease fencing counter
 - ``p:waiters:u``    set    ``u:t`` of the user's threads waiting for the lease (woken on release)
-- ``p:inflight_ss``  zset   ``u:t`` → deadline (ms) of a claimed, not yet finished reflection
 - ``p:history:u``    list   memory history entries (JSON), newest last; capped, expires after retention
 - ``p:changed_ss``   zset   ``u`` → ms of the user's last memory change (consolidation picks these)
 - ``p:celery:…``     Celery's own keys (broker queues, results), under the same prefix
@@ -34,10 +33,6 @@ class WorkerKeys(Keys):
 
     def waiters(self, user_id: str) -> str:
         return f"{self.prefix}:waiters:{user_id}"
-
-    @property
-    def inflight_ss(self) -> str:
-        return f"{self.prefix}:inflight_ss"
 
     def history(self, user_id: str) -> str:
         return f"{self.prefix}:history:{user_id}"

@@ -40,6 +40,15 @@ MAX_TURNS_PER_REFLECTION = 500
 LEASE_JITTER_MS = 200
 
 
+REASONS = {
+    "deferred": "another reflection of this user holds the lease; this thread runs when it is handed over",
+    "superseded": "a newer turn arrived (generation {generation}); that generation's task reflects the thread",
+    "noop": "no buffered turns left to reflect",
+    "rolled_back": "a turn arrived during extraction (rollback policy): nothing written, turns kept for the next pass",
+}
+"""Why a reflection did no work, in words an operator reads in Flower's result column."""
+
+
 class ReflectionFailed(ReverieError):
     """The reflection failed; it was rescheduled or dead-lettered (``dead_lettered``)."""
 
@@ -92,7 +101,9 @@ class Reflector:
         if token <= 0:  # another reflection of this user: wait for its hand-over, no polling
             jitter_ms = random.randint(0, LEASE_JITTER_MS)
             self.coordinator.reschedule(u, t, token=None, generation=gen, delay_ms=jitter_ms, wait_for_lease=True)
-            return ReflectionResult(outcome="deferred", user_id=u, thread_id=t, generation=gen)
+            return ReflectionResult(
+                outcome="deferred", user_id=u, thread_id=t, generation=gen, reason=REASONS["deferred"]
+            )
         try:
             with self._keep_alive(u, t, token):
                 return self._run_leased(args, token)
@@ -139,10 +150,16 @@ class Reflector:
             return result
         if snap.generation != gen:
             self.coordinator.release(u, t, token, gen, "superseded")
-            return ReflectionResult(outcome="superseded", user_id=u, thread_id=t, generation=gen)
+            return ReflectionResult(
+                outcome="superseded",
+                user_id=u,
+                thread_id=t,
+                generation=gen,
+                reason=REASONS["superseded"].format(generation=snap.generation),
+            )
         if not snap.turns:
             self.coordinator.release(u, t, token, gen, "noop")
-            return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen)
+            return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen, reason=REASONS["noop"])
         profile = get_profile(snap.profile)
         existing = self._existing(u, t, snap.turns, profile)
         extractor = self.extractor_for(profile)
@@ -170,11 +187,11 @@ class Reflector:
             now_ms=self.now_ms(),
             ns=profile.format_namespace(u, t),
             tombstone=profile.delete_mode == "tombstone",
-        )
+        ).model_copy(update={"extractor": extractor.name})  # journaled: a replay reports it too
         status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
         if status == "superseded":
-            self.coordinator.release(u, t, token, gen, "rolled_back")
-            return self._result("rolled_back", args, out, extractor, len(snap.turns))
+            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
+            return self._result("rolled_back", args, out, extractor, len(snap.turns), reason=REASONS["rolled_back"])
         if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
             self.coordinator.incr_stats(committed_overdue=1)
             log.info("committing past max_wait", turns=len(snap.turns))
@@ -243,6 +260,7 @@ class Reflector:
         extractor: Extractor,
         turns: int,
         plan: CommitPlan | None = None,
+        reason: str | None = None,
     ) -> ReflectionResult:
         counts = _count_ops(plan) if plan else {}
         return ReflectionResult(
@@ -255,6 +273,7 @@ class Reflector:
             prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens,
             extractor=extractor.name,
+            reason=reason,
             **counts,
         )
 
@@ -274,6 +293,7 @@ class Reflector:
             delay_ms=delay_ms,
             failure=letter,
             max_attempts=self.settings.max_attempts,
+            error=type(err).__name__,
         )
         event = "reflection dead-lettered" if dead else "reflection failed"
         ids = {"user_id": u, "thread_id": t, "generation": gen, "attempts": attempts, "error": type(err).__name__}
@@ -281,7 +301,9 @@ class Reflector:
             log.warning(event, **ids)
         else:  # a bug or an unknown fault: once, with its traceback
             log.error(event, **ids, unexpected=True, exc_info=err)
-        raise ReflectionFailed(reason, dead_lettered=dead, attempts=attempts) from err
+        fate = f"dead-lettered (reverie dlq show {u} {t})" if dead else f"retry in {delay_ms / 1000:.0f} s"
+        message = f"attempt {attempts} of {self.settings.max_attempts}, {fate}: {reason}"
+        raise ReflectionFailed(message, dead_lettered=dead, attempts=attempts) from err
 
 
 class _Retryable(ReverieError):

@@ -110,7 +110,7 @@ def test_flush_reflects_pending_buffers_regardless_of_debounce(make_system) -> N
     """A thread due in 60 s is reflected right away by a flush."""
     system = make_system()
     user = uid("u")
-    system.producer.submit(user, "t", [{"role": "user", "content": "I moved to Kyoto"}], after_seconds=60)
+    system.producer.submit(user, "t", [{"role": "user", "content": "I moved to Kyoto"}], after_seconds=60, max_wait=60)
     time.sleep(0.3)
     assert system.outcomes(user) == []
     report = consolidate_all(system.runtime, flush=True)

@@ -46,9 +46,13 @@ def test_forget_removes_memories_buffers_queue_entries_dead_letters_and_results(
     system.wait_for(lambda: len(system.committed()) == 2, what="two commits")
     system.wait_idle()
     # state that is still around when someone asks to be forgotten:
-    system.producer.submit(user, "waiting", [{"role": "user", "content": "pending turn"}], after_seconds=60)
-    system.producer.submit(other, "waiting", [{"role": "user", "content": "other pending"}], after_seconds=60)
-    system.producer.submit(user, "dead", [{"role": "user", "content": "poison"}], after_seconds=60)
+    system.producer.submit(
+        user, "waiting", [{"role": "user", "content": "pending turn"}], after_seconds=60, max_wait=60
+    )
+    system.producer.submit(
+        other, "waiting", [{"role": "user", "content": "other pending"}], after_seconds=60, max_wait=60
+    )
+    system.producer.submit(user, "dead", [{"role": "user", "content": "poison"}], after_seconds=60, max_wait=60)
     system.runtime.coordinator.reschedule(
         user,
         "dead",
@@ -72,6 +76,7 @@ def test_forget_removes_memories_buffers_queue_entries_dead_letters_and_results(
 
     assert user in owners() and other in owners()
 
+    assert redis_client.smembers(keys.user_threads(user)) == {b"done", b"waiting", b"dead"}
     counts = forget_user(system.runtime, user, celery_prefix=celery_prefix)
 
     assert counts["memories"] == 1
@@ -90,6 +95,8 @@ def test_forget_removes_memories_buffers_queue_entries_dead_letters_and_results(
     assert [m.content for m in system.runtime.store.list(other)] == [f"{other} likes tea"]
     assert _state(system, other)["due"] == [member(other, "waiting")]
     assert system.redis.llen(keys.buffer(other, "waiting")) == 1
+    assert not redis_client.exists(keys.user_threads(user)), "the user's thread index goes too"
+    assert redis_client.smembers(keys.user_threads(other)) == {b"done", b"waiting"}
     # leave the system idle for teardown
     assert forget_user(system.runtime, other)["buffered_turns"] == 1
 

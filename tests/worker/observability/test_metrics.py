@@ -40,7 +40,7 @@ def test_metrics_follow_the_pipeline(make_system, scripted) -> None:
     user = uid("u")
     for i in range(3):
         system.producer.submit(user, "t", [{"role": "user", "content": f"fact {i}"}])
-    system.producer.submit(user, "later", [{"role": "user", "content": "wait"}], after_seconds=60)
+    system.producer.submit(user, "later", [{"role": "user", "content": "wait"}], after_seconds=60, max_wait=60)
     system.wait_for(lambda: len(system.committed(user)) == 1, what="commit")
     m = _samples(render(registry))
     assert m[("reverie_enqueued_turns_total", ())] == 4

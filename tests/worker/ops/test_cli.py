@@ -79,6 +79,8 @@ def test_submit_then_pending_and_stats_show_the_waiting_thread(run, prefix) -> N
         (("forget", "u{1}", "-y"), "user"),
         (("dlq", "show", "u", "t t"), "thread"),
         (("memories", "u", "--kind", "a b"), "--kind"),
+        (("status", "a:b"), "user"),
+        (("status", "u", "t*"), "thread"),
     ],
 )
 def test_bad_ids_get_one_clear_line_and_exit_2(run, args, field) -> None:
@@ -94,6 +96,15 @@ def test_submit_rejects_an_unknown_role_without_writing(run, prefix, redis_clien
     result = run("submit", uid("u"), "t", "hi", "--role", "wizard")
     assert result.exit_code == 2 and "role" in result.stderr
     assert list(redis_client.scan_iter(match=f"{prefix}:buf:*")) == []
+
+
+def test_submit_refuses_after_over_the_configured_max_wait(run, prefix, redis_client) -> None:
+    """``--after`` above REVERIE_MAX_WAIT_S: one line naming both, exit 2, nothing written."""
+    result = run("submit", uid("u"), "t", "hi", "--after", "120", REVERIE_MAX_WAIT_S="60")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "after_seconds" in line and "max_wait" in line and "120 s" in line and "60 s" in line, line
+    assert list(redis_client.scan_iter(match=f"{prefix}:*")) == []
 
 
 def _dead_letter(system_or_coord: Any, producer: Any, user: str, thread: str) -> None:
@@ -422,3 +433,27 @@ def test_tables_stay_readable_at_80_columns(run, coord, producer) -> None:
     assert re.search(r"\b11-30 00:53:20\b", listed), listed  # the failure time, whole and compact (UTC)
     assert sum(1 for line in listed.splitlines() if user[:8] in line) == 1, listed  # one line per row
     coord.r.delete(coord.keys.dlq)
+
+
+def test_status_of_a_thread_a_user_and_json(run, coord, producer) -> None:
+    """``reverie status USER THREAD`` says when it is due (as submit does) and the last
+    reflection; ``reverie status USER`` is one row per thread within 80 columns; ``--json`` has
+    every field; no text is ever shown."""
+    user = uid("a-user-with-a-rather-long-identifier")
+    producer.submit(user, "t1", [{"role": "user", "content": "secret ramen", "id": "m1"}], after_seconds=30)
+    producer.submit(user, "a-thread-with-a-long-id", [{"role": "user", "content": "x"}], after_seconds=30)
+    coord.release(user, "t1", 0, 1, "rolled_back", turns=1, extractor="llm:openai/gpt-4o-mini")
+    one = run("status", user, "t1")
+    assert one.exit_code == 0, one.output
+    assert f"{user} t1: due, 1 turn(s) buffered, generation 1\ndue in " in one.stdout and " s (at " in one.stdout
+    assert "last reflection: generation 1 rolled_back at " in one.stdout
+    assert "1 turn(s): 0 inserted, 0 updated, 0 deleted by llm:openai/gpt-4o-mini" in one.stdout
+    everything = run("status", user, COLUMNS="80").stdout
+    assert max(len(line) for line in everything.splitlines()) <= 80, everything
+    assert "2 thread(s)" in everything and "rolled_back g1" in everything and "in 30 s (" in everything
+    assert sum(1 for line in everything.splitlines() if "a-thread" in line) == 1, everything
+    data = _json(run("status", user, "--json"))
+    assert [t["thread_id"] for t in data["threads"]] == ["a-thread-with-a-long-id", "t1"]
+    assert data["threads"][1]["last"]["outcome"] == "rolled_back" and data["threads"][1]["buffered_turns"] == 1
+    assert "secret" not in one.stdout + everything + json.dumps(data)
+    assert _json(run("status", user, "t9", "--json"))["state"] == "unknown"

@@ -44,6 +44,13 @@ def test_read_commands_work_while_a_local_mode_worker_runs(worker_env, spawn, sc
     hits = json.loads(run("search", alice, "ramen", "--json").stdout)
     assert [h["content"] for h in hits] == ["I love miso ramen"] and all(h["user_id"] == alice for h in hits)
     assert json.loads(run("history", alice, "--json").stdout)[0]["op"] == "insert"
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix)) as producer:  # not yet reflected
+        producer.submit(alice, "t2", [{"role": "user", "content": "I also like tonkotsu ramen"}], after_seconds=60)
+    recalled = json.loads(run("search", alice, "ramen", "--pending", "--json").stdout)  # through the socket
+    assert {(h["content"], h["pending"]) for h in recalled} == {
+        ("I love miso ramen", False),
+        ("I also like tonkotsu ramen", True),
+    }
     health = json.loads(run("health", "--json").stdout)
     qdrant = {c["name"]: c for c in health["checks"]}["qdrant"]
     assert qdrant["status"] == "ok" and "reads go through its socket" in qdrant["detail"]

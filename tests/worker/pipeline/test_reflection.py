@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from producer.keys import member
 from schemas.reflection import ReflectArgs
 from tests.conftest import uid
 from tests.support.llm_scripts import insert_each_user_turn
@@ -121,3 +122,28 @@ def test_a_journal_left_by_a_dead_worker_is_replayed_without_the_llm(make_system
     assert [m.id for m in memories] == [plan.ops[0].id]
     assert system.redis.llen(coordinator.keys.buffer(user, "t")) == 0
     assert coordinator.journal_raw(user, "t") is None
+
+
+def test_a_deferred_task_older_than_the_last_dispatch_does_not_queue_the_thread_again(make_system) -> None:
+    """A stale task finds the user's lease busy: when a newer generation's task was already
+    dispatched, it covers the thread, so the stale one must not put it back in the due set
+    (that sent an extra task that found nothing to do); a current one waits for the lease."""
+    system = make_system(start_dispatcher=False)
+    coordinator, keys = system.runtime.coordinator, system.runtime.coordinator.keys
+    user = uid("u")
+    for text in ("one", "two", "three"):
+        system.producer.submit(user, "t", [{"role": "user", "content": text}], after_seconds=60, max_wait=120)
+    system.redis.zadd(keys.due_ss, {member(user, "t"): 0})  # due now, claimed by hand (no dispatcher)
+    [claim] = coordinator.claim([member(user, "t")], 60_000)
+    assert claim.generation == 3
+    holder = coordinator.acquire_lease(user, 60_000)  # the generation-3 task runs
+    assert holder > 0
+    stale = system.runtime.reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=2))
+    assert stale.outcome == "deferred"
+    assert system.redis.zscore(keys.due_ss, member(user, "t")) is None, "the stale task queued the thread again"
+    assert system.redis.zscore(keys.inflight_ss, member(user, "t")) is not None, "the running task's claim stays"
+    current = system.runtime.reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=3))
+    assert current.outcome == "deferred"
+    assert system.redis.zscore(keys.due_ss, member(user, "t")) is not None, "a current task waits for the lease"
+    system.redis.delete(keys.lease(user))
+    system.redis.zrem(keys.due_ss, member(user, "t"))

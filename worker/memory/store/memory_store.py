@@ -10,7 +10,7 @@ import contextlib
 
 from qdrant_client import models as qm
 
-from producer.memories import open_qdrant
+from producer.memories import open_pending, open_qdrant
 from producer.memories.embeddings import Embedder, make_embedder
 from producer.memories.layout import record_from_point, safe_part, user_filter, user_suffix
 from producer.memories.reader import CollectionMissing, MemoryReader
@@ -112,4 +112,5 @@ def open_store(settings: Settings, *, embedder: Embedder | None = None) -> Memor
         embedder or make_embedder(settings),
         namespace=settings.namespace,
         strategy=settings.collection_strategy,
+        pending=open_pending(settings),  # the read socket's search(include_pending=True)
     )

@@ -28,7 +28,13 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def answer(reader: MemoryReader, request: ReadRequest) -> Any:
     if request.op == "search":
         hits = reader.search(
-            request.user_id, request.query or "", kind=request.kind, limit=request.limit, ns=request.ns
+            request.user_id,
+            request.query or "",
+            kind=request.kind,
+            limit=request.limit,
+            ns=request.ns,
+            include_pending=request.include_pending,
+            min_score=request.min_score,
         )
         return [r.model_dump(mode="json") for r in hits]
     if request.op == "list":

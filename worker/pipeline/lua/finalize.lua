@@ -1,10 +1,12 @@
 -- KEYS[1]=thread KEYS[2]=buffer KEYS[3]=lease KEYS[4]=journal KEYS[5]=inflight_ss KEYS[6]=stats
 -- KEYS[7]=history (of the user) KEYS[8]=changed_ss KEYS[9]=due_ss KEYS[10]=waiters (of the user)
 -- ARGV[1]=token ARGV[2]=turn_count ARGV[3]=member ARGV[4]=generation ARGV[5]=idle_ttl_s
--- ARGV[6]=user_id ARGV[7]=history_ttl_s ARGV[8]=history_max ARGV[9..]=history entry JSON
+-- ARGV[6]=user_id ARGV[7]=history_ttl_s ARGV[8]=history_max ARGV[9]=inserted ARGV[10]=updated
+-- ARGV[11]=deleted ARGV[12]=extractor name ARGV[13..]=history entry JSON
 -- After the plan reached Qdrant: trim exactly the consumed turns, drop the journal, free the lease;
 -- in the same step append the history entries and mark the user changed (once per commit), and
--- hand the lease over to the threads of this user that waited for it (due now).
+-- hand the lease over to the threads of this user that waited for it (due now), and record the
+-- last reflection (last_* fields of the thread hash; a later generation's record is kept).
 -- Returns 'ok', 'lost_lease' or 'no_journal'.
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -12,13 +14,18 @@ if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 'lost_lease' end
 if redis.call('EXISTS', KEYS[4]) == 0 then return 'no_journal' end
 redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
 redis.call('DEL', KEYS[4])
-if #ARGV >= 9 then
-  for i = 9, #ARGV do redis.call('RPUSH', KEYS[7], ARGV[i]) end
+if #ARGV >= 13 then
+  for i = 13, #ARGV do redis.call('RPUSH', KEYS[7], ARGV[i]) end
   redis.call('LTRIM', KEYS[7], -tonumber(ARGV[8]), -1)
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[7]))
   redis.call('ZADD', KEYS[8], now, ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'committed_gen', ARGV[4], 'attempts', 0)
+if tonumber(redis.call('HGET', KEYS[1], 'last_gen') or '0') <= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'last_gen', ARGV[4], 'last_outcome', 'committed', 'last_end_ms', now,
+    'last_turns', ARGV[2], 'last_ins', ARGV[9], 'last_upd', ARGV[10], 'last_del', ARGV[11],
+    'last_extractor', ARGV[12], 'last_error', '')
+end
 if redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('HDEL', KEYS[1], 'first_ms')
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))

@@ -1,7 +1,9 @@
 -- KEYS[1]=thread KEYS[2]=lease KEYS[3]=inflight_ss KEYS[4]=stats KEYS[5]=due_ss KEYS[6]=waiters
--- ARGV[1]=token ARGV[2]=member ARGV[3]=generation ARGV[4]=stat name
+-- ARGV[1]=token ARGV[2]=member ARGV[3]=generation ARGV[4]=stat name (the outcome)
+-- ARGV[5]=turns read ARGV[6]=extractor name ('' if none ran)
 -- End a reflection without committing (superseded, rolled back, nothing to do); hand the lease
--- over to the threads of this user that waited for it (due now).
+-- over to the threads of this user that waited for it (due now). Records the outcome in the
+-- thread hash's last_* fields, unless the hash is gone (forgotten) or holds a later generation's.
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('GET', KEYS[2]) == ARGV[1] then
@@ -11,5 +13,11 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[3]) then redis.call('ZREM', KEYS[3], ARGV[2]) end
+if tonumber(redis.call('HGET', KEYS[1], 'last_gen') or '0') <= tonumber(ARGV[3])
+    and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'last_gen', ARGV[3], 'last_outcome', ARGV[4], 'last_end_ms', now,
+    'last_turns', ARGV[5] or 0, 'last_ins', 0, 'last_upd', 0, 'last_del', 0, 'last_extractor', ARGV[6] or '',
+    'last_error', '')
+end
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
 return 1

@@ -112,7 +112,9 @@ def test_the_pipeline_counts_text_answers_and_runs_the_json_protocol(make_system
     model that only ever chats back is counted (twice: its answer and the one after the nudge)."""
 
     def model(body: dict[str, Any]) -> Any:
-        if "bees" in json.dumps(body["messages"]):
+        # the turn itself, not the memory it became: once "t" commits, "chat"'s request shows
+        # "The user keeps bees" among the existing memories
+        if "I keep bees" in json.dumps(body["messages"], ensure_ascii=False):
             ops = {"operations": [{"tool": "insert_memory", "arguments": {"content": "The user keeps bees"}}]}
             return text_reply(json.dumps(ops))
         return text_reply("Sounds lovely!")
