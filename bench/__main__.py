@@ -44,12 +44,13 @@ SIZES = {
     "quick": Sizes("quick", 5000, 100, 50, (10, 3, 4), 1000, 10.0, 200, 6, ((10, 100), (30, 100)), 15, 5, 20),
     "full": Sizes("full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 20, 9, 200),
 }
-FIGURES = (1, 2, 3, 4, 5, 6, 7)
+FIGURES = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
     from bench.enqueue import enqueue_latency, enqueue_throughput
     from bench.env import bench_env
+    from bench.first_submit import first_submits
     from bench.memory import memory
     from bench.pipeline import dispatch_lag, economy, throughput
     from bench.report import Section
@@ -73,6 +74,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
             ),
             6: lambda: search_latency(env, sizes=list(sizes.search), queries=sizes.queries, quick=sizes.name != "full"),
             7: lambda: memory(env, runs=sizes.import_runs, reflections=sizes.worker_reflections),
+            8: lambda: first_submits(env, trials=2 if sizes.name == "tiny" else 5),
         }
         u, t, k = sizes.economy
 

@@ -37,9 +37,9 @@ def sections(report: dict) -> dict[str, dict]:
 
 
 def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
-    """Seven figures; every row names its reference and carries the ratio to it."""
+    """Eight figures; every row names its reference and carries the ratio to it."""
     found = sections(report)
-    assert sorted(found) == [str(n) for n in range(1, 8)]
+    assert sorted(found) == [str(n) for n in range(1, 9)]
     for section in found.values():
         assert section["rows"], section["name"]
         for row in section["rows"]:
@@ -86,3 +86,12 @@ def test_search_and_memory_counters(report) -> None:
     assert report["keys_cleaned_up"] >= 0
     enqueue = sections(report)["2"]["counters"]
     assert enqueue["hiredis"] is True
+
+
+def test_first_submits_are_all_accepted_and_warm_opens_one_connection_per_caller(report) -> None:
+    runs = sections(report)["8"]["counters"]
+    assert set(runs) == {"cold pool", "after warm()"}
+    for run in runs.values():
+        assert run["submits"] > 0 and run["accepted"] == run["submits"]
+    assert runs["cold pool"]["warmed_connections"] == 0
+    assert runs["after warm()"]["warmed_connections"] == 40 * 2  # 40 callers, 2 trials at --tiny

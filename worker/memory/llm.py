@@ -35,7 +35,7 @@ def warm_call_path(model: str) -> float:
     in the first reflection: one completion through litellm's real path to a loopback port that
     is bound but not listening, so it is refused at once. No network, no tokens, nothing counted.
     Returns the seconds it took."""
-    import socket
+    import threading
     import time
 
     litellm = load_litellm()
@@ -45,12 +45,24 @@ def warm_call_path(model: str) -> float:
         provider = ""
     target = model if provider in WARM_PROVIDERS else "openai/reverie-warm-up"
     started = time.perf_counter()
+    # In a thread of its own: litellm's service logger calls asyncio.get_event_loop(), which in
+    # the main thread creates a loop that nothing closes; in another thread it runs and closes
+    # its own. Imports and litellm's HTTP client cache are process-wide, so the warmth carries.
+    warmer = threading.Thread(target=_refused_call, args=(litellm, target), name="reverie-llm-warm-up")
+    warmer.start()
+    warmer.join()
+    return time.perf_counter() - started
+
+
+def _refused_call(litellm: Any, model: str) -> None:
+    import socket
+
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # reserved for us; without listen() a connect is refused
         port = closed.getsockname()[1]
         try:
             litellm.completion(
-                model=target,
+                model=model,
                 messages=[{"role": "user", "content": "warm-up"}],
                 api_base=f"http://127.0.0.1:{port}/v1",
                 api_key="warm-up",
@@ -60,7 +72,6 @@ def warm_call_path(model: str) -> float:
             )
         except Exception as e:  # refused, as intended
             log.debug("llm call path warmed", error=type(e).__name__)
-    return time.perf_counter() - started
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -15,3 +15,31 @@ def test_warm_up_runs_the_call_path_without_reaching_any_server(model: str, scri
     before = scripted.chat_calls
     assert warm_call_path(model) >= 0
     assert scripted.chat_calls == before
+
+
+def test_warm_up_leaves_no_event_loop_behind() -> None:
+    """litellm's service logger makes the calling thread an event loop it never closes; the
+    warm-up runs in a thread of its own so that a worker's (or a test's) main thread keeps none."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT_DIR
+
+    code = (
+        "import gc\n"
+        "from worker.memory.llm import warm_call_path\n"
+        "warm_call_path('openai/gpt-4o-mini')\n"
+        "gc.collect()\n"
+        "print('warmed')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        cwd=ROOT_DIR,
+    )
+    assert done.returncode == 0 and "warmed" in done.stdout, done.stderr[-2000:]
+    assert "unclosed event loop" not in done.stderr
