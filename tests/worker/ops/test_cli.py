@@ -107,6 +107,20 @@ def test_submit_refuses_after_over_the_configured_max_wait(run, prefix, redis_cl
     assert list(redis_client.scan_iter(match=f"{prefix}:*")) == []
 
 
+def test_submit_takes_a_profile_and_refuses_an_unknown_one(run, prefix, redis_client) -> None:
+    """``--profile`` reaches the thread; a name no worker knows is refused at submit (it would
+    otherwise be dead-lettered at its reflection), naming it, with nothing written."""
+    user = uid("u")
+    assert run("submit", user, "t", "hi", "--profile", "default", "--after", "60").exit_code == 0
+    assert redis_client.hget(f"{prefix}:thread:{user}:t", "profile") == b"default"
+    result = run("submit", user, "t2", "hi", "--profile", "nope")
+    assert result.exit_code == 2 and "unknown profile 'nope'" in result.stderr
+    assert not redis_client.exists(f"{prefix}:buf:{user}:t2")
+    bad = run("submit", user, "t3", "hi", REVERIE_PROFILES="no_such_module:x")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: configuration:") and "no_such_module" in bad.stderr
+    assert not redis_client.exists(f"{prefix}:buf:{user}:t3")
+
+
 def _dead_letter(system_or_coord: Any, producer: Any, user: str, thread: str) -> None:
     producer.submit(user, thread, [{"role": "user", "content": "poison", "id": "p1"}], after_seconds=60)
     system_or_coord.reschedule(

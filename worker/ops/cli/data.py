@@ -31,6 +31,7 @@ def submit(
     role: Annotated[str, typer.Option(help="user|assistant|system|tool")] = "user",
     after: Annotated[float | None, typer.Option(help="Debounce seconds (default REVERIE_AFTER_SECONDS).")] = None,
     message_id: Annotated[str | None, typer.Option("--id", help="Message id (idempotent).")] = None,
+    profile: Annotated[str, typer.Option(help="Memory profile of the thread (REVERIE_PROFILES).")] = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Submit one turn, as a chat server would."""
@@ -46,7 +47,7 @@ def submit(
         message["id"] = message_id
     try:
         with Producer(cfg) as producer:
-            receipt = producer.submit(user, thread, [message], after_seconds=after)
+            receipt = producer.submit(user, thread, [message], after_seconds=after, profile=profile)
     except InvalidSubmission as e:
         fail(str(e))
     except (ProducerUnavailable, ConnectionError) as e:
@@ -69,7 +70,20 @@ def _producer_config() -> Any:
         max_wait_s=s.max_wait_s,
         on_unavailable="raise",
         timeout_s=max(s.redis_timeout_s, 2.0),
+        profiles=_known_profiles(s),
     )
+
+
+def _known_profiles(s: Any) -> frozenset[str]:
+    """The names a worker would accept (built-ins plus REVERIE_PROFILES), so an unknown
+    ``--profile`` is refused at submit rather than dead-lettered later."""
+    from schemas.profiles import ProfileError, load_profiles, profile_names
+
+    try:
+        load_profiles(s.profiles)
+    except ProfileError as e:  # a bad REVERIE_PROFILES is configuration, said in one line
+        fail(f"configuration: {e}")
+    return profile_names()
 
 
 def _due(receipt: Any) -> str:
