@@ -15,7 +15,7 @@ from celery import Celery, bootsteps, signals
 
 from schemas.settings import Settings
 from worker.observability.logs import configure, is_configured
-from worker.pipeline.coordinator import Claimed
+from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
 from worker.pipeline.keys import WorkerKeys
 from worker.runtime import get_runtime, redis_url
@@ -112,7 +112,8 @@ def _suffix() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def make_dispatcher(app: Celery, **overrides: Any) -> Dispatcher:
+def make_dispatcher(app: Celery, *, coordinator: Coordinator | None = None, **overrides: Any) -> Dispatcher:
+    """A dispatcher on ``app``'s settings; on the process runtime's coordinator unless given one."""
     settings: Settings = app.reverie_settings  # type: ignore[attr-defined]
     kwargs: dict[str, Any] = {
         "batch": settings.dispatch_batch,
@@ -120,7 +121,7 @@ def make_dispatcher(app: Celery, **overrides: Any) -> Dispatcher:
         "inflight_timeout_s": settings.inflight_timeout_s,
         "max_inflight": settings.dispatch_max_inflight,
     } | overrides
-    return Dispatcher(get_runtime(settings).coordinator, sender(app), **kwargs)
+    return Dispatcher(coordinator or get_runtime(settings).coordinator, sender(app), **kwargs)
 
 
 class DispatcherStep(bootsteps.StartStopStep):

@@ -82,15 +82,24 @@ def warm_up(settings: Settings, embedder: Embedder) -> None:
         load()
 
 
+def build_coordinator(settings: Settings) -> Coordinator:
+    """The Redis side alone: what a standalone dispatcher needs, without opening Qdrant (a
+    local-mode folder belongs to the one worker that writes it)."""
+    client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+    return Coordinator(
+        client,
+        WorkerKeys(settings.key_prefix),
+        history_ttl_s=settings.history_retention_s,
+        history_max=settings.history_max_entries,
+    )
+
+
 def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Runtime:
     # The built-in profile follows REVERIE_ENABLE_DELETES; a "default" in REVERIE_PROFILES wins.
     register(replace(DEFAULT_PROFILE, enable_deletes=settings.enable_deletes))
     load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
-    client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
-    keys = WorkerKeys(settings.key_prefix)
-    coordinator = Coordinator(
-        client, keys, history_ttl_s=settings.history_retention_s, history_max=settings.history_max_entries
-    )
+    coordinator = build_coordinator(settings)
+    client = coordinator.r
     embedder = store.embedder if store is not None else make_embedder(settings)
     warm_up(settings, embedder)
     store = store or open_store(settings, embedder=embedder)
@@ -102,7 +111,7 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
         extractor_for=make_extractor_factory(settings, embedder),
     )
     history = HistoryLog(
-        client, keys, retention_s=settings.history_retention_s, max_entries=settings.history_max_entries
+        client, coordinator.keys, retention_s=settings.history_retention_s, max_entries=settings.history_max_entries
     )
     return Runtime(settings, client, coordinator, store, embedder, reflector, history)
 

@@ -123,3 +123,37 @@ def test_flower_refuses_credentials_it_cannot_keep_secret_or_use(args, env, mess
     done = _reverie(["flower", *args], {"REVERIE_REDIS_URL": redis_url, "REVERIE_KEY_PREFIX": prefix} | env, 30)
     assert done.returncode == 2
     assert message in done.stderr and "s3cret" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_standalone_dispatcher_runs_beside_a_worker_that_owns_the_local_folder(
+    locked_folder, redis_url, prefix, redis_client
+) -> None:
+    """``reverie dispatcher`` needs Redis and the broker, not Qdrant: with the folder held by
+    another process (as a local-mode worker holds it) it still claims a due thread."""
+    import time
+
+    from producer import Producer, ProducerConfig
+    from producer.keys import member
+
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=0)) as p:
+        p.submit("alice", "t1", [{"role": "user", "content": "hello"}])
+    exe = Path(sys.executable).with_name("reverie")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")}
+    env |= {"REVERIE_REDIS_URL": redis_url, "REVERIE_KEY_PREFIX": prefix, "REVERIE_QDRANT_PATH": str(locked_folder)}
+    log = locked_folder.parent / "dispatcher.err"
+    with log.open("w") as err:
+        proc = subprocess.Popen([str(exe), "dispatcher"], env=env, cwd=ROOT_DIR, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if redis_client.zscore(f"{prefix}:inflight_ss", member("alice", "t1")) is not None:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert redis_client.zscore(f"{prefix}:inflight_ss", member("alice", "t1")) is not None, "never claimed"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        for key in redis_client.scan_iter(match=f"{prefix}:*"):
+            redis_client.delete(key)

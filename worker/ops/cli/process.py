@@ -164,16 +164,18 @@ def parse_basic_auth(value: str, source: str) -> str:
 
 @cli.command()
 def dispatcher() -> None:
-    """Run a standalone dispatcher (workers run one each by default)."""
+    """Run a standalone dispatcher (workers run one each by default). It talks to Redis and the
+    broker only, so it runs beside a local-mode worker, which owns the Qdrant folder."""
     import threading
 
     from worker.app import create_app, make_dispatcher
     from worker.observability.logs import configure
+    from worker.runtime import build_coordinator
 
     s = settings()
     configure(s.log_level)
     stop = threading.Event()
     try:
-        make_dispatcher(create_app(s)).run(stop)
+        make_dispatcher(create_app(s), coordinator=build_coordinator(s)).run(stop)
     except KeyboardInterrupt:
         stop.set()
