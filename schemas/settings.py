@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         default=90 * 86400, ge=60, description="Memory history kept this long after a user's last change."
     )
     history_max_entries: int = Field(default=10_000, ge=10, description="History entries kept per user (newest).")
+    events_max_len: int = Field(
+        default=100_000,
+        ge=0,
+        le=100_000_000,
+        description="Change events (ids only, one per committed memory change) kept in the "
+        "`<prefix>:events` stream, approximately (XADD MAXLEN ~); 0 writes none. Read with `reverie events`.",
+    )
     consolidate_interval_s: float = Field(
         default=3600.0, ge=0, description="Celery beat interval of batch consolidation; 0 disables the entry."
     )

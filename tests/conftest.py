@@ -32,9 +32,10 @@ from tests.support.procs import WorkerProcess, Zygote, settings_env
 from tests.support.scripted_llm import ScriptedLLM
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
-PERSISTENT_OK = ("stats", "changed_ss")
+PERSISTENT_OK = ("stats", "changed_ss", "events")
 """Keys allowed to outlive a test without a TTL: counters, and users awaiting consolidation
-(bounded by the number of users, drained by each consolidation run)."""
+(bounded by the number of users, drained by each consolidation run), and the change events
+stream (capped by events_max_len)."""
 
 
 @pytest.fixture(autouse=True)

@@ -91,6 +91,7 @@ def build_coordinator(settings: Settings) -> Coordinator:
         WorkerKeys(settings.key_prefix),
         history_ttl_s=settings.history_retention_s,
         history_max=settings.history_max_entries,
+        events_max_len=settings.events_max_len,
     )
 
 
@@ -111,7 +112,11 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
         extractor_for=make_extractor_factory(settings, embedder),
     )
     history = HistoryLog(
-        client, coordinator.keys, retention_s=settings.history_retention_s, max_entries=settings.history_max_entries
+        client,
+        coordinator.keys,
+        retention_s=settings.history_retention_s,
+        max_entries=settings.history_max_entries,
+        events_max_len=settings.events_max_len,
     )
     return Runtime(settings, client, coordinator, store, embedder, reflector, history)
 

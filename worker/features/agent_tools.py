@@ -6,7 +6,7 @@ read goes through the user-filtered store and the profile's namespace; an id tha
 of this user's memories answers exactly like an id that does not exist, so a tool call can
 neither reach nor probe another user's data. Writes follow the reflection's rules: update
 keeps id and ``created_at`` and bumps ``version``; delete honours the profile's
-``delete_mode``; every change is recorded in the memory history.
+``delete_mode``; every change is recorded in the memory history and as a change event.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from schemas.ids import check_id
 from schemas.memory import MemoryRecord, MemorySource
 from schemas.profiles import Profile, get_profile, namespace_key
 from schemas.reflection import MemoryOp
+from worker.memory.events import event_for_op
 from worker.memory.history import entry_for_op
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class MemoryTools:
                 op = MemoryOp(
                     op="delete",
                     id=target.id,
+                    kind=target.kind,
                     tombstone=self.profile.delete_mode == "tombstone",
                     previous_content=target.content,
                 )
@@ -139,5 +141,9 @@ class MemoryTools:
         source = MemorySource(thread_id=self.thread_id or None)
         self.runtime.store.apply(self.user_id, [op], source=source, now_ms=now_ms)
         entry = entry_for_op(op, at_ms=now_ms, reflection=f"tool:{MANAGE}", thread_id=self.thread_id or None)
-        self.runtime.history.record(self.user_id, [entry])
+        # the memory id in the source keeps event ids unique when two calls share a millisecond
+        event = event_for_op(
+            self.user_id, op, source=f"tool:{op.id}", at_ms=now_ms, index=0, thread_id=self.thread_id or None
+        )
+        self.runtime.history.record(self.user_id, [entry], events=[event])
         return {"id": op.id, "action": args.action, "version": None if op.op == "delete" else op.version}

@@ -11,6 +11,11 @@ The user's lease is taken first so that no reflection of this user runs while we
 (one that started earlier finishes or loses its lease; a plan journaled by it is deleted with
 the journal key and never applied). Memories are deleted last, after the buffers, so a
 reflection that sneaks in between finds nothing to reflect.
+
+One ``forget`` change event (``memory_id`` empty) is added to the events stream in the same
+MULTI that deletes the Redis state, so consumers can purge what they derived; the user's earlier
+events stay (ids only) until the stream's cap trims them. Forget is idempotent: a run that
+failed (say, at the Qdrant step) is run again, and each run adds its own ``forget`` event.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 from producer.keys import SEP
 from schemas.ids import check_id
 from worker.errors import ReverieError
+from worker.memory.events import forget_event
 from worker.pipeline.keys import WorkerKeys
 
 if TYPE_CHECKING:
@@ -84,6 +90,14 @@ def _take_lease(runtime: Runtime, user_id: str, wait_s: float) -> int:
         time.sleep(0.1)
 
 
+def _add_event(pipe: redis.client.Pipeline, key: str, user_id: str, max_len: int) -> None:
+    """XADD the user's ``forget`` event inside the MULTI (no script here, so ``ts_ms`` is this
+    process's clock)."""
+    now_ms = int(time.time() * 1000)
+    values = [*forget_event(user_id, now_ms).fields(), "ts_ms", str(now_ms)]
+    pipe.xadd(key, dict(zip(values[::2], values[1::2], strict=True)), maxlen=max_len, approximate=True)
+
+
 def forget_user(
     runtime: Runtime, user_id: str, *, lease_wait_s: float = LEASE_WAIT_S, celery_prefix: str | None = None
 ) -> dict[str, int]:
@@ -111,6 +125,8 @@ def forget_user(
         pipe.zrem(keys.inflight_ss, *inflight)
     if dead:
         pipe.hdel(keys.dlq, *dead)
+    if runtime.settings.events_max_len:  # in the MULTI: no forget without its event, nor the reverse
+        _add_event(pipe, keys.events, user_id, runtime.settings.events_max_len)
     pipe.zrem(keys.changed_ss, user_id)
     data_keys = [k for group in per_thread.values() for k in group] + results
     data_keys += [keys.history(user_id), keys.user_threads(user_id)]

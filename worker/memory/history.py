@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 from producer.scripts import ScriptSet
+from schemas.events import ChangeEvent, encode_events
 from schemas.memory import HistoryEntry
 from schemas.reflection import CommitPlan, MemoryOp
 
@@ -27,6 +28,9 @@ class HistoryKeys(Protocol):
 
     @property
     def changed_ss(self) -> str: ...
+
+    @property
+    def events(self) -> str: ...
 
 
 class HistoryScripts(ScriptSet):
@@ -67,24 +71,43 @@ def encode(entries: Iterable[HistoryEntry]) -> list[str]:
 
 
 class HistoryLog:
-    """Append history outside reflections (tools, consolidation), read it back, and clear a
-    user's "changed" mark once consolidated."""
+    """Append history (and the change events) outside reflections (tools, consolidation), read
+    it back, and clear a user's "changed" mark once consolidated."""
 
-    def __init__(self, client: Any, keys: HistoryKeys, *, retention_s: int, max_entries: int) -> None:
+    def __init__(
+        self, client: Any, keys: HistoryKeys, *, retention_s: int, max_entries: int, events_max_len: int = 0
+    ) -> None:
         self.r = client
         self.keys = keys
         self.retention_s = retention_s
         self.max_entries = max_entries
+        self.events_max_len = events_max_len
         self.scripts = HistoryScripts(client)
 
-    def record(self, user_id: str, entries: list[HistoryEntry], *, mark_changed: bool = True) -> int:
-        """Append entries (and mark the user changed for the next consolidation)."""
-        if not entries and not mark_changed:
+    def record(
+        self,
+        user_id: str,
+        entries: list[HistoryEntry],
+        *,
+        mark_changed: bool = True,
+        events: list[ChangeEvent] | None = None,
+    ) -> int:
+        """Append entries and their change events in one script (and mark the user changed for
+        the next consolidation)."""
+        if not entries and not events and not mark_changed:
             return 0
         return int(
             self.scripts.record_changes(
-                keys=[self.keys.history(user_id), self.keys.changed_ss],
-                args=[user_id, self.retention_s, self.max_entries, 1 if mark_changed else 0, *encode(entries)],
+                keys=[self.keys.history(user_id), self.keys.changed_ss, self.keys.events],
+                args=[
+                    user_id,
+                    self.retention_s,
+                    self.max_entries,
+                    1 if mark_changed else 0,
+                    self.events_max_len,
+                    encode_events(events or []),
+                    *encode(entries),
+                ],
             )
         )
 

@@ -10,8 +10,10 @@ import redis
 
 from producer.keys import member, split_member
 from schemas.errors import DecodeError
+from schemas.events import encode_events
 from schemas.messages import BufferedTurn
 from schemas.reflection import CommitPlan, DeadLetter
+from worker.memory.events import events_from_plan
 from worker.memory.history import encode, entries_from_plan
 from worker.pipeline.keys import WorkerKeys
 from worker.pipeline.scripts import PipelineScripts
@@ -61,13 +63,21 @@ class Coordinator:
     """One per process; safe to share between threads (redis-py pool)."""
 
     def __init__(
-        self, client: redis.Redis, keys: WorkerKeys, *, history_ttl_s: int = 90 * 86400, history_max: int = 10_000
+        self,
+        client: redis.Redis,
+        keys: WorkerKeys,
+        *,
+        history_ttl_s: int = 90 * 86400,
+        history_max: int = 10_000,
+        events_max_len: int = 0,
     ) -> None:
         self.r = client
         self.keys = keys
         self.scripts = PipelineScripts(client)
         self.history_ttl_s = history_ttl_s
         self.history_max = history_max
+        self.events_max_len = events_max_len
+        """Change events kept in the stream (``MAXLEN ~``); 0 writes none."""
 
     # -- dispatch ---------------------------------------------------------------------------
     def due_candidates(self, limit: int) -> tuple[list[str], int]:
@@ -163,6 +173,7 @@ class Coordinator:
                     self.keys.changed_ss,
                     self.keys.due_ss,
                     self.keys.waiters(u),
+                    self.keys.events,
                 ],
                 args=[
                     token,
@@ -175,6 +186,8 @@ class Coordinator:
                     self.history_max,
                     *op_counts(plan),
                     plan.extractor,
+                    self.events_max_len,
+                    encode_events(events_from_plan(plan)) if self.events_max_len else "[]",
                     *encode(entries_from_plan(plan)),
                 ],
             )

@@ -9,6 +9,7 @@ Worker-side layout (``p`` is the prefix, ``u``/``t`` user and thread ids):
 - ``p:waiters:u``    set    ``u:t`` of the user's threads waiting for the lease (woken on release)
 - ``p:history:u``    list   memory history entries (JSON), newest last; capped, expires after retention
 - ``p:changed_ss``   zset   ``u`` → ms of the user's last memory change (consolidation picks these)
+- ``p:events``       stream one entry per committed memory change (ids only), capped ``MAXLEN ~``
 - ``p:celery:…``     Celery's own keys (broker queues, results), under the same prefix
 """
 
@@ -40,6 +41,10 @@ class WorkerKeys(Keys):
     @property
     def changed_ss(self) -> str:
         return f"{self.prefix}:changed_ss"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
 
     def thread_keys(self, user_id: str, thread_id: str) -> list[str]:
         """All per-thread keys (for ``forget``)."""

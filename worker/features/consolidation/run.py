@@ -13,7 +13,11 @@ since the last run, merge near-duplicate memories and apply retention rules per 
   group (validated against the schema; any failure falls back to newest-wins).
 - **Retention.** ``retention={"episode": {"ttl_days": 90, "max_count": 200}}``: older than the TTL
   (by ``updated_at``) or beyond the newest ``max_count`` of the kind are deleted.
-- Every removal and merge is written to the memory history.
+- Every removal and merge is written to the memory history, and as a change event (``merge`` for a
+  memory folded into its survivor, ``update`` for the survivor's merged content, ``delete`` for
+  expiry) by the same script. The Qdrant writes come first and are not journaled: a crash between
+  them and that script loses both the history entries and the events of that run (the next run
+  finds the memories already merged and records nothing for them).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from schemas.events import ChangeEvent
 from schemas.memory import HistoryEntry, MemoryRecord, MemorySource
 from schemas.reflection import MemoryOp
 from worker.features.consolidation.decisions import Item, near_duplicate_groups, retention_victims
 from worker.features.consolidation.merge import llm_merge
+from worker.memory.events import event_for_op
 from worker.memory.history import entry_for_op
 
 if TYPE_CHECKING:
@@ -130,16 +136,31 @@ def _write(
 ) -> None:
     rid = f"consolidate:{now_ms}"
     entries: list[HistoryEntry] = []
+    events: list[ChangeEvent] = []
     for op, record in updates:  # one call per survivor: its payload keeps its own source
         runtime.store.apply(user_id, [op], source=record.source, now_ms=now_ms)
         entries.append(entry_for_op(op, at_ms=now_ms, reflection=rid, thread_id=None))
+        events.append(event_for_op(user_id, op, source=rid, at_ms=now_ms, index=len(events)))
     if deletes:  # deletes carry no payload: the source is unused
         runtime.store.apply(user_id, [op for op, _ in deletes], source=MemorySource(), now_ms=now_ms)
     for op, reason in deletes:
         entry = entry_for_op(op, at_ms=now_ms, reflection=rid, thread_id=None)
         entries.append(entry.model_copy(update={"op": reason.split(":", 1)[0], "new_content": reason}))
+        why, _, survivor = reason.partition(":")
+        merge = why == "merge"
+        events.append(
+            event_for_op(
+                user_id,
+                op,
+                source=rid,
+                at_ms=now_ms,
+                index=len(events),
+                event_op="merge" if merge else "delete",
+                into=survivor if merge else "",
+            )
+        )
     if entries:
-        runtime.history.record(user_id, entries, mark_changed=False)
+        runtime.history.record(user_id, entries, mark_changed=False, events=events)
 
 
 def consolidate_all(

@@ -2,8 +2,8 @@
 
 Commands live in small modules by concept: ``process`` (demo, worker, beat, flower,
 dispatcher), ``data`` (submit, search, memories, forget), ``memory`` (history, consolidate),
-``ops`` (pending, stats, dlq) and
-``observe`` (health, metrics). Importing them registers them on ``cli``.
+``ops`` (pending, stats, dlq),
+``events`` (the change events stream) and ``observe`` (health, metrics). Importing them registers them on ``cli``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import data, evaluate, memory, observe, ops, process  # noqa: F401  (registers the commands)
+from worker.ops.cli import data, evaluate, events, memory, observe, ops, process  # noqa: F401  (registers the commands)
 from worker.ops.cli.common import cli, err, redis_unreachable
 
 __all__ = ["cli", "main"]

@@ -1,10 +1,14 @@
 -- KEYS[1]=thread KEYS[2]=buffer KEYS[3]=lease KEYS[4]=journal KEYS[5]=inflight_ss KEYS[6]=stats
 -- KEYS[7]=history (of the user) KEYS[8]=changed_ss KEYS[9]=due_ss KEYS[10]=waiters (of the user)
+-- KEYS[11]=events (stream)
 -- ARGV[1]=token ARGV[2]=turn_count ARGV[3]=member ARGV[4]=generation ARGV[5]=idle_ttl_s
 -- ARGV[6]=user_id ARGV[7]=history_ttl_s ARGV[8]=history_max ARGV[9]=inserted ARGV[10]=updated
--- ARGV[11]=deleted ARGV[12]=extractor name ARGV[13..]=history entry JSON
+-- ARGV[11]=deleted ARGV[12]=extractor name ARGV[13]=events_max_len (0: none)
+-- ARGV[14]=events JSON (list of flat field/value lists) ARGV[15..]=history entry JSON
 -- After the plan reached Qdrant: trim exactly the consumed turns, drop the journal, free the lease;
--- in the same step append the history entries and mark the user changed (once per commit), and
+-- in the same step append the history entries and the change events (XADD MAXLEN ~, with the
+-- server time as ts_ms) and mark the user changed (once per commit). The journal is deleted
+-- here, so a second call for it finds none and writes no event twice. Also
 -- hand the lease over to the threads of this user that waited for it (due now), and record the
 -- last reflection (last_* fields of the thread hash; a later generation's record is kept).
 -- Returns 'ok', 'lost_lease' or 'no_journal'.
@@ -14,11 +18,20 @@ if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 'lost_lease' end
 if redis.call('EXISTS', KEYS[4]) == 0 then return 'no_journal' end
 redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
 redis.call('DEL', KEYS[4])
-if #ARGV >= 13 then
-  for i = 13, #ARGV do redis.call('RPUSH', KEYS[7], ARGV[i]) end
+if #ARGV >= 15 then
+  for i = 15, #ARGV do redis.call('RPUSH', KEYS[7], ARGV[i]) end
   redis.call('LTRIM', KEYS[7], -tonumber(ARGV[8]), -1)
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[7]))
   redis.call('ZADD', KEYS[8], now, ARGV[6])
+end
+local max_len = tonumber(ARGV[13])
+if max_len > 0 then
+  local ts = string.format('%d', now)
+  for _, f in ipairs(cjson.decode(ARGV[14])) do
+    table.insert(f, 'ts_ms')
+    table.insert(f, ts)
+    redis.call('XADD', KEYS[11], 'MAXLEN', '~', max_len, '*', unpack(f))
+  end
 end
 redis.call('HSET', KEYS[1], 'committed_gen', ARGV[4], 'attempts', 0)
 if tonumber(redis.call('HGET', KEYS[1], 'last_gen') or '0') <= tonumber(ARGV[4]) then
