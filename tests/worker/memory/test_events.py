@@ -7,16 +7,14 @@ import time
 import uuid
 from typing import Any
 
-from schemas import MemorySource
 from schemas.reflection import ReflectArgs
 from tests.conftest import uid
+from tests.support.crash import journal_then_die
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.scripted_llm import tool_calls_reply
 from tests.worker.features.test_consolidation import put
 from worker.features.forget import forget_user
 from worker.memory.events import read_events
-from worker.memory.extraction.base import ExtractionOutput, PlannedOp
-from worker.memory.planning import build_plan
 
 CONTENT = ("I keep bees", "I live in Kyoto", "I drink oolong", "I moved to Osaka")
 
@@ -84,30 +82,14 @@ def test_a_journal_replayed_after_a_crash_gives_each_event_once(make_system, scr
     runtime, coordinator = system.runtime, system.runtime.coordinator
     user = uid("u")
     system.producer.submit(user, "t", [{"role": "user", "content": "remember me", "id": "m1"}])
-    token = coordinator.acquire_lease(user, 60_000)
-    snap = coordinator.snapshot(user, "t", 100)
-    ops = [PlannedOp("insert", "Memory", {"content": c}, c) for c in CONTENT[:3]]
-    plan = build_plan(
-        user_id=user,
-        thread_id="t",
-        generation=snap.generation,
-        namespace=runtime.settings.namespace,
-        turns=snap.turns,
-        existing=[],
-        ops=ExtractionOutput(ops=ops).ops,
-        embedder=runtime.embedder,
-        kind="semantic",
-        now_ms=1_000,
-    )
-    assert coordinator.prepare(token, plan, "rollback") == "ok"
-    runtime.store.apply(user, plan.ops, source=MemorySource(thread_id="t"), now_ms=1_000)
-    system.redis.delete(coordinator.keys.lease(user))  # the lease expired with the dead worker
+    plan, token = journal_then_die(system, user, "t", CONTENT[:3])
+    generation = plan.generation
     assert _events(system) == [], "nothing before FINALIZE"
-    result = runtime.reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=snap.generation))
+    result = runtime.reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=generation))
     assert result.outcome == "replayed" and scripted.chat_calls == 0
     events = _events(system)
     assert [e.memory_id for e in events] == [op.id for op in plan.ops]
-    assert [e.event_id for e in events] == [f"{user}:t:g{snap.generation}:1000:{i}" for i in range(3)]
+    assert [e.event_id for e in events] == [f"{user}:t:g{generation}:1000:{i}" for i in range(3)]
     again = coordinator.acquire_lease(user, 60_000)
     assert coordinator.finalize(again, plan) == "no_journal"  # the journal went with the first
     assert coordinator.finalize(token, plan) == "lost_lease"  # the dead worker's token

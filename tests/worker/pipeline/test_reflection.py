@@ -7,9 +7,9 @@ from typing import Any
 from producer.keys import member
 from schemas.reflection import ReflectArgs
 from tests.conftest import uid
+from tests.support.crash import journal_then_die
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.scripted_llm import Reply, tool_calls_reply
-from worker.memory.extraction.base import ExtractionOutput, PlannedOp
 from worker.tasks import REFLECT
 
 
@@ -93,29 +93,10 @@ def test_a_journal_left_by_a_dead_worker_is_replayed_without_the_llm(make_system
     runtime = system.runtime
     user = uid("u")
     system.producer.submit(user, "t", [{"role": "user", "content": "remember me", "id": "m1"}])
-    # Do what a worker does up to the commit point, then "die" before Qdrant and the trim.
+    # Do what a worker does up to the commit point, then "die" before the trim.
     coordinator, reflector = runtime.coordinator, runtime.reflector
-    token = coordinator.acquire_lease(user, 60_000)
-    snap = coordinator.snapshot(user, "t", 100)
-    from worker.memory.planning import build_plan
-
-    out = ExtractionOutput(ops=[PlannedOp("insert", "Memory", {"content": "remember me"}, "remember me")])
-    plan = build_plan(
-        user_id=user,
-        thread_id="t",
-        generation=snap.generation,
-        namespace=runtime.settings.namespace,
-        turns=snap.turns,
-        existing=[],
-        ops=out.ops,
-        embedder=runtime.embedder,
-        kind="semantic",
-        now_ms=1_000,
-    )
-    assert coordinator.prepare(token, plan, "rollback") == "ok"
-    runtime.store.apply(user, plan.ops, source=__import__("schemas").MemorySource(thread_id="t"), now_ms=1_000)
-    system.redis.delete(coordinator.keys.lease(user))  # the lease expired with the dead worker
-    result = reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=snap.generation))
+    plan, _ = journal_then_die(system, user, "t", ["remember me"])
+    result = reflector.run(ReflectArgs(user_id=user, thread_id="t", generation=plan.generation))
     assert result.outcome == "replayed"
     assert scripted.chat_calls == 0
     memories = runtime.store.list(user)
