@@ -34,6 +34,9 @@ class MemoryOp(BaseModel):
     content: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     vector: list[float] = Field(default_factory=list)
+    vector_model: str = ""
+    """The embedder (``Embedder.name``) that made ``vector``: a write into a collection of another
+    model (a re-embed switched it meanwhile) embeds ``content`` again instead. Empty: unknown."""
     created_at_ms: int | None = None
     version: int = 1
     ns: list[str] = Field(default_factory=list)

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.webhooks import WebhookEndpoint
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -71,6 +73,13 @@ class Settings(BaseSettings):
         "'hash-<dims>' (lexical) or a litellm embedding model.",
     )
     embedding_api_base: str | None = Field(default=None, description="Embedding API base URL override.")
+    collection_refresh_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often readers and workers look up the live collection alias that "
+        "`reverie reembed` switches (the longest a process keeps using the old collection).",
+    )
     existing_limit: int = Field(default=20, ge=0, le=200, description="Existing memories shown to the LLM.")
     profiles: str | None = Field(
         default=None, description="Comma-separated 'module:attribute' import paths of extra memory profiles."
@@ -100,6 +109,28 @@ class Settings(BaseSettings):
         description='Per memory kind: {"episode": {"ttl_days": 90, "max_count": 200}}.',
     )
     prompt_history_max: int = Field(default=50, ge=1, le=10_000, description="Versions kept per prompt key.")
+
+    # Webhooks (README "Webhooks"): signed POSTs of the change events
+    webhooks: tuple[WebhookEndpoint, ...] = Field(
+        default=(),
+        description='JSON list of endpoints: [{"name": "crm", "url": "https://…", "secret": "whsec_…", '
+        '"events": ["memory.created"], "include_content": false}]; events default to all, content to off.',
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Delivery attempts of one event before it is dead-lettered."
+    )
+    webhook_backoff_s: float = Field(
+        default=2.0, gt=0, le=3600, description="First retry delay; doubles each attempt, with full jitter."
+    )
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0, le=86400, description="Cap of one retry delay.")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300, description="Timeout of one webhook POST.")
+    webhook_redeliver_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="An event read but not delivered for this long (its worker died) is sent again; "
+        "must exceed webhook_timeout_s + webhook_backoff_max_s.",
+    )
 
     # Worker
     overlap_policy: Literal["rollback", "finish"] = Field(
@@ -149,11 +180,29 @@ class Settings(BaseSettings):
         for kind, rule in self.retention.items():
             if set(rule) - {"ttl_days", "max_count"} or any(v < 0 for v in rule.values()):
                 raise ValueError(f"retention[{kind!r}] allows non-negative ttl_days and max_count only")
+        self._check_webhooks()
+        if self.embedding_model == "live":
+            raise ValueError("embedding_model 'live' is reserved: it names the collection alias of reverie reembed")
         if self.embedding_model.startswith("hash-"):
             dims = self.embedding_model.removeprefix("hash-")
             if not dims.isdigit() or not 8 <= int(dims) <= 4096:
                 raise ValueError("embedding_model 'hash-<dims>' needs 8 <= dims <= 4096")
         return self
+
+    def _check_webhooks(self) -> None:
+        names = [w.name for w in self.webhooks]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"webhooks: endpoint names must be unique, repeated: {', '.join(dup)}")
+        if self.webhooks and self.events_max_len == 0:
+            raise ValueError("webhooks need change events: events_max_len is 0 (events off); set it above 0")
+        if self.webhook_backoff_max_s < self.webhook_backoff_s:
+            raise ValueError("webhook_backoff_max_s must be at least webhook_backoff_s")
+        if self.webhook_redeliver_s <= self.webhook_timeout_s + self.webhook_backoff_max_s:
+            raise ValueError(
+                "webhook_redeliver_s must exceed webhook_timeout_s + webhook_backoff_max_s "
+                "(else a delivery waiting for its retry would be sent twice)"
+            )
 
     def resolved_redis_url(self) -> str | None:
         """REVERIE_REDIS_URL, else REDIS_URL, else None (caller starts an embedded server)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from producer.errors import StoreLocked, StoreUnavailable
-from producer.memories.embeddings import Embedder, make_embedder
+from producer.memories.embeddings import Embedder, embedder_factory, make_embedder
 from producer.memories.pending import PendingTurns
 from producer.memories.reader import MemoryReader
 from schemas.memory import MemoryRecord
@@ -75,6 +75,8 @@ def open_reader(settings: Settings, *, embedder: Embedder | None = None) -> Memo
         namespace=settings.namespace,
         strategy=settings.collection_strategy,
         pending=open_pending(settings),
+        refresh_s=settings.collection_refresh_s,
+        embedder_factory=embedder_factory(settings),
     )
 
 

@@ -23,6 +23,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from producer.errors import StoreUnavailable
 from producer.memories.embeddings import Embedder
 from producer.memories.layout import Strategy, collection_name, point_id, record_from_point, user_filter
+from producer.memories.live import LiveCollections, LiveEmbedder, View
 from producer.memories.pending import PendingTurns, as_record
 from schemas.ids import check_id
 from schemas.memory import MemoryRecord
@@ -64,11 +65,20 @@ class MemoryReader:
         namespace: str = "memories",
         strategy: Strategy = "shared",
         pending: PendingTurns | None = None,
+        refresh_s: float = 5.0,
+        embedder_factory: Callable[[str], Embedder] | None = None,
     ) -> None:
         if strategy not in ("shared", "per_user"):
             raise ValueError(f"strategy must be 'shared' or 'per_user', got {strategy!r}")
         self.client = client
-        self.embedder = embedder
+        self.live: LiveCollections | None = None
+        """The live alias (``reverie reembed``) of a shared collection; per-user collections have none."""
+        self.embedder: Embedder = embedder
+        if strategy == "shared":
+            self.live = LiveCollections(
+                self, namespace, embedder, refresh_s=refresh_s, embedder_factory=embedder_factory
+            )
+            self.embedder = LiveEmbedder(self.live)
         self.namespace = namespace
         self.strategy: Strategy = strategy
         self.pending = pending
@@ -112,10 +122,12 @@ class MemoryReader:
         sets it from the Redis URL)."""
         if include_pending and self.pending is None:
             raise ValueError("include_pending needs Redis: set REVERIE_REDIS_URL (or pass pending= to MemoryReader)")
-        vectors = self.embedder.embed_query([query])
-        hits = self.search_vectors(user_id, vectors, kind=kind, limit_per_query=limit, ns=ns)
-        if include_pending:
-            hits = sorted([*hits, *self._pending_hits(user_id, vectors[0])], key=lambda r: (-(r.score or 0.0), r.id))
+        with self.pinned():  # the query's model and the collection searched are one view's
+            vectors = self.embedder.embed_query([query])
+            hits = self.search_vectors(user_id, vectors, kind=kind, limit_per_query=limit, ns=ns)
+            if include_pending:
+                pending = self._pending_hits(user_id, vectors[0])
+                hits = sorted([*hits, *pending], key=lambda r: (-(r.score or 0.0), r.id))
         if min_score is not None:
             hits = [r for r in hits if (r.score or 0.0) >= min_score]
         return hits[:limit]
@@ -143,19 +155,21 @@ class MemoryReader:
         check_id(user_id)
         if not vectors or limit_per_query < 1:
             return []
-        for vector in vectors:
-            self._check_dims(vector)
-        name = self._existing_collection(user_id)
-        if name is None:
-            return []
-        flt = user_filter(user_id, kind=kind, ns=ns)
-        requests = [
-            qm.QueryRequest(query=vector, filter=flt, limit=limit_per_query, with_payload=True) for vector in vectors
-        ]
-        try:
-            responses = self._call(self.client.query_batch_points, name, requests=requests)
-        except CollectionMissing:
-            return []
+        with self.pinned():
+            for vector in vectors:
+                self._check_dims(vector)
+            name = self._existing_collection(user_id)
+            if name is None:
+                return []
+            flt = user_filter(user_id, kind=kind, ns=ns)
+            requests = [
+                qm.QueryRequest(query=vector, filter=flt, limit=limit_per_query, with_payload=True)
+                for vector in vectors
+            ]
+            try:
+                responses = self._call(self.client.query_batch_points, name, requests=requests)
+            except CollectionMissing:
+                return []
         best: dict[str, MemoryRecord] = {}
         for point in (point for response in responses for point in response.points):
             record = record_from_point(user_id, point)
@@ -166,7 +180,8 @@ class MemoryReader:
     def list(self, user_id: str, *, kind: str | None = None, limit: int = 1000, ns: str | None = None) -> Records:
         """Up to ``limit`` of this user's memories, oldest first."""
         check_id(user_id)
-        records = list(self._scroll(user_id, user_filter(user_id, kind=kind, ns=ns), limit))
+        with self.pinned():
+            records = list(self._scroll(user_id, user_filter(user_id, kind=kind, ns=ns), limit))
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
     def get(self, user_id: str, ids: Sequence[str]) -> Records:
@@ -175,17 +190,29 @@ class MemoryReader:
         pids = list(dict.fromkeys(point_id(i) for i in ids))
         if not pids:
             return []
-        return list(self._scroll(user_id, user_filter(user_id, ids=pids), len(pids)))
+        with self.pinned():
+            return list(self._scroll(user_id, user_filter(user_id, ids=pids), len(pids)))
 
     def count(self, user_id: str, kind: str | None = None) -> int:
         check_id(user_id)
-        name = self._existing_collection(user_id)
-        if name is None:
-            return 0
-        try:
-            return self._call(self.client.count, name, count_filter=user_filter(user_id, kind=kind)).count
-        except CollectionMissing:
-            return 0
+        with self.pinned():
+            name = self._existing_collection(user_id)
+            if name is None:
+                return 0
+            try:
+                return self._call(self.client.count, name, count_filter=user_filter(user_id, kind=kind)).count
+            except CollectionMissing:
+                return 0
+
+    @contextlib.contextmanager
+    def pinned(self, view: View | None = None) -> Iterator[None]:
+        """Read one collection with one embedder for the whole block (``producer.memories.live``);
+        the live view unless ``view`` is given. Nested blocks keep the outer view."""
+        if self.live is None:
+            yield
+            return
+        with self.live.pinned(view):
+            yield
 
     def close(self) -> None:
         with self._lock:
@@ -216,6 +243,8 @@ class MemoryReader:
         return StoreUnavailable(f"Qdrant unavailable ({detail})")
 
     def _collection_name(self, user_id: str) -> str:
+        if self.live is not None:
+            return self.live.view().collection
         return collection_name(self.namespace, self.embedder.name, self.strategy, user_id)
 
     def _existing_collection(self, user_id: str) -> str | None:

@@ -60,13 +60,15 @@ def build_plan(
     and ``created_at``, bump ``version``); deletes are physical or tombstones. Raises
     ``ValueError`` on an alias that was not shown or a record of another user."""
     texts = [op.content for op in ops if op.action != "delete"]
+    model = embedder.name  # read before embedding: the vectors are this model's
     vectors = iter(embedder.embed(texts)) if texts else iter(())
     out: list[MemoryOp] = []
     by_id = {r.id: r for r in existing}
     for op in ops:
         if op.action == "insert" and op.kind == MemoryKind.EPISODE:
             out = [o for o in out if o.id != episode_id(user_id, ns, thread_id)]  # the last episode call wins
-            out.append(_episode_op(op, user_id, thread_id, ns, by_id, next(vectors), now_ms))
+            episode = _episode_op(op, user_id, thread_id, ns, by_id, next(vectors), now_ms)
+            out.append(episode.model_copy(update={"vector_model": model}))
             continue
         if op.action == "insert":
             out.append(
@@ -78,6 +80,7 @@ def build_plan(
                     content=op.content,
                     data=op.data,
                     vector=next(vectors),
+                    vector_model=model,
                     created_at_ms=now_ms,
                     ns=list(ns),
                 )
@@ -109,6 +112,7 @@ def build_plan(
                     content=op.content,
                     data=op.data,
                     vector=next(vectors),
+                    vector_model=model,
                     created_at_ms=int(target.created_at.timestamp() * 1000),
                     version=target.version + 1,
                     ns=list(target.ns or ns),

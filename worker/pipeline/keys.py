@@ -46,6 +46,11 @@ class WorkerKeys(Keys):
     def events(self) -> str:
         return f"{self.prefix}:events"
 
+    def event_streams(self) -> list[str]:
+        """Every change-events stream a consumer must read (one today; one per shard once the
+        coordination state is sharded)."""
+        return [self.events]
+
     def thread_keys(self, user_id: str, thread_id: str) -> list[str]:
         """All per-thread keys (for ``forget``)."""
         return [

@@ -10,6 +10,7 @@ never mix, and the vector size always comes from the embedder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from producer.memories.embeddings.base import Embedder, sanitize_name
@@ -29,6 +30,7 @@ __all__ = [
     "HashEmbedder",
     "LiteLLMEmbedder",
     "UniversalSentenceEncoder",
+    "embedder_factory",
     "embedder_for",
     "make_embedder",
     "sanitize_name",
@@ -46,7 +48,12 @@ def embedder_for(model: str, *, api_base: str | None = None, api_key: str | None
 
 def make_embedder(settings: Settings) -> Embedder:
     """The embedder of ``REVERIE_EMBEDDING_MODEL``, with the settings' API base and key."""
+    return embedder_factory(settings)(settings.embedding_model)
+
+
+def embedder_factory(settings: Settings) -> Callable[[str], Embedder]:
+    """Builds the embedder of any model name with the settings' API base and key (the live
+    collection may name another model than ``REVERIE_EMBEDDING_MODEL`` after a re-embed)."""
     api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key is not None else None
-    return embedder_for(
-        settings.embedding_model, api_base=settings.embedding_api_base or settings.llm_api_base, api_key=api_key
-    )
+    api_base = settings.embedding_api_base or settings.llm_api_base
+    return lambda model: embedder_for(model, api_base=api_base, api_key=api_key)

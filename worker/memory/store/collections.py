@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from producer.memories.live import MODEL_KEY, model_id
+
 if TYPE_CHECKING:
     from producer.memories.reader import MemoryReader
 
@@ -20,6 +22,9 @@ def create_collection(store: MemoryReader, name: str) -> None:
             store.client.create_collection,
             name,
             vectors_config=qm.VectorParams(size=store.embedder.dims, distance=qm.Distance.COSINE),
+            # the model is not recoverable from the (sanitised) name: readers of the live alias
+            # look it up here (``producer.memories.live``)
+            metadata={MODEL_KEY: model_id(store.embedder)},
             # Qdrant's multitenancy setup: per-tenant HNSW graphs instead of one global graph.
             hnsw_config=qm.HnswConfigDiff(payload_m=16, m=0) if shared else None,
         )

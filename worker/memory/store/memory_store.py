@@ -11,7 +11,7 @@ import contextlib
 from qdrant_client import models as qm
 
 from producer.memories import open_pending, open_qdrant
-from producer.memories.embeddings import Embedder, make_embedder
+from producer.memories.embeddings import Embedder, embedder_factory, make_embedder
 from producer.memories.layout import record_from_point, safe_part, user_filter, user_suffix
 from producer.memories.reader import CollectionMissing, MemoryReader
 from schemas.ids import check_id
@@ -32,10 +32,11 @@ class MemoryStore(MemoryReader):
         """Up to ``limit`` of this user's memories with their vectors (for consolidation)."""
         check_id(user_id)
         out: list[tuple[MemoryRecord, list[float]]] = []
-        for point in self._scroll_points(user_id, user_filter(user_id), limit, with_vectors=True):
-            record = record_from_point(user_id, point)
-            if record is not None and isinstance(point.vector, list):
-                out.append((record, [float(x) for x in point.vector]))
+        with self.pinned():
+            for point in self._scroll_points(user_id, user_filter(user_id), limit, with_vectors=True):
+                record = record_from_point(user_id, point)
+                if record is not None and isinstance(point.vector, list):
+                    out.append((record, [float(x) for x in point.vector]))
         return out
 
     def ensure_collection(self, user_id: str) -> str:
@@ -65,17 +66,20 @@ class MemoryStore(MemoryReader):
         check_id(user_id)
         if not ops:
             return
-        points = prepare_points(self, user_id, ops, source=source, now_ms=now_ms)
-        for attempt in (1, 2):
-            name = self.ensure_collection(user_id)
-            try:
-                check_ownership(self, name, user_id, ops)
-                write_ops(self, name, user_id, ops, points, now_ms)
-                return
-            except CollectionMissing:
-                self._known.discard(name)
-                if attempt == 2:
-                    raise StoreUnavailable(f"collection {name} keeps disappearing") from None
+        # Writes go where the live alias points now, even inside a reflection pinned to the
+        # collection it read (a re-embed may have switched meanwhile: prepare_points re-embeds).
+        with self.pinned(self.live.view(fresh=True) if self.live is not None else None):
+            points = prepare_points(self, user_id, ops, source=source, now_ms=now_ms)
+            for attempt in (1, 2):
+                name = self.ensure_collection(user_id)
+                try:
+                    check_ownership(self, name, user_id, ops)
+                    write_ops(self, name, user_id, ops, points, now_ms)
+                    return
+                except CollectionMissing:
+                    self._known.discard(name)
+                    if attempt == 2:
+                        raise StoreUnavailable(f"collection {name} keeps disappearing") from None
 
     def delete_user(self, user_id: str) -> int:
         """Forget every memory of this user in this namespace (all embedding models); returns
@@ -113,4 +117,6 @@ def open_store(settings: Settings, *, embedder: Embedder | None = None) -> Memor
         namespace=settings.namespace,
         strategy=settings.collection_strategy,
         pending=open_pending(settings),  # the read socket's search(include_pending=True)
+        refresh_s=settings.collection_refresh_s,
+        embedder_factory=embedder_factory(settings),
     )

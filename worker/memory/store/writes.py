@@ -24,15 +24,20 @@ def prepare_points(
     store: MemoryReader, user_id: str, ops: Ops, *, source: MemorySource, now_ms: int
 ) -> dict[int, qm.PointStruct]:
     """Validate every op and build the points to upsert (keyed by op position). Ops without a
-    vector get their ``content`` embedded."""
-    missing = [i for i, op in enumerate(ops) if op.op != "delete" and not op.vector]
+    vector, or with one of another model than the collection's, get their ``content`` embedded."""
+    model = store.embedder.name
+    missing = [
+        i
+        for i, op in enumerate(ops)
+        if op.op != "delete" and (not op.vector or (op.vector_model and op.vector_model != model))
+    ]
     embedded = dict(zip(missing, store.embedder.embed([ops[i].content for i in missing]), strict=True))
     points: dict[int, qm.PointStruct] = {}
     for i, op in enumerate(ops):
         pid = point_id(op.id)
         if op.op == "delete":
             continue
-        vector = list(op.vector) or embedded[i]
+        vector = embedded[i] if i in embedded else list(op.vector)
         store._check_dims(vector)
         payload = build_payload(user_id, store.namespace, op, source=source, now_ms=now_ms)
         points[i] = qm.PointStruct(id=pid, vector=vector, payload=payload)
