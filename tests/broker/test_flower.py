@@ -33,8 +33,14 @@ def test_flower_follows_a_rabbitmq_worker(rabbit, rabbit_env, spawn, scripted, r
             return any(w.get("hostname") == hostname and w.get("status") for w in (workers or {}).get("data", []))
 
         wait_until(seen_by_events, 60, "the worker's heartbeat events in Flower")
-        status, inspected = get(f"{flower}/api/workers?refresh=1")
-        assert status == 200 and hostname in (inspected or {}), "inspect answered over the control exchange"
+        inspected: dict[str, Any] = {}
+
+        def answered_inspect() -> bool:  # Flower's inspect waits 1 s for replies: retry on a busy machine
+            status, workers = get(f"{flower}/api/workers?refresh=1")
+            inspected.update(workers or {})
+            return status == 200 and hostname in inspected
+
+        wait_until(answered_inspect, 60, "the worker answering inspect over the control exchange")
         assert inspected[hostname]["active_queues"][0]["name"] == f"{prefix}.tasks"
 
         user = uid("flo")
