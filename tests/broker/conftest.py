@@ -50,15 +50,18 @@ def _connect(url: str) -> amqp.Connection:
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
     url = os.environ.get("RABBITMQ_URL") or DEFAULT_URL
+    error = None
     try:
         _connect(url).close()
     except Exception as e:
-        where = "RABBITMQ_URL" if os.environ.get("RABBITMQ_URL") else "127.0.0.1:5672 (guest/guest)"
-        message = f"RabbitMQ is not reachable at {where}: {type(e).__name__}"
-        if _required():
-            pytest.fail(f"{message}; this run requires it (RABBITMQ_URL or CI is set)", pytrace=False)
-        pytest.skip(f"{message}; set RABBITMQ_URL to require the broker tests")
-    return url
+        error = type(e).__name__
+    if error is None:
+        return url
+    where = "RABBITMQ_URL" if os.environ.get("RABBITMQ_URL") else "127.0.0.1:5672 (guest/guest)"
+    message = f"RabbitMQ is not reachable at {where}: {error}"
+    if _required():
+        pytest.fail(f"{message}; this run requires it (RABBITMQ_URL or CI is set)", pytrace=False)
+    pytest.skip(f"{message}; set RABBITMQ_URL to require the broker tests")
 
 
 class Admin:
