@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from pydantic import SecretStr
 
 from producer import Producer, ProducerConfig
 from schemas.settings import Settings
-from tests.conftest import keys_under, leaked_keys, uid
+from tests.conftest import ROOT_DIR, keys_under, leaked_keys, uid
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.procs import WorkerProcess, wait_until
 from tests.support.scripted_llm import Reply, ScriptedLLM
@@ -136,12 +138,37 @@ def test_a_worker_killed_mid_reflection_has_its_message_redelivered(
     assert leaked_keys(redis_client, prefix) == []
 
 
-def test_a_worker_on_rabbitmq_logs_no_broker_password(rabbit, rabbit_env, spawn, prefix) -> None:
-    """A worker starts (consuming its prefix's queue), stops, and its logs and banner never show
-    the broker URL's password."""
-    worker = spawn(rabbit_env | {"REVERIE_LOG_LEVEL": "INFO"})
-    wait_until(lambda: rabbit.consumers(f"{prefix}.tasks") == 1, 60, "the worker consuming its queue")
-    assert worker.stop() == 0, worker.log()
-    log = worker.log() + Path(f"{worker.log_path}.stdout").read_text(errors="replace")
-    assert "guest:guest@" not in log and ":guest@" not in log, "Celery's banner and logs mask the URL"
-    assert "amqp://" in log, "the banner was read"
+@pytest.mark.timeout(150)
+def test_reverie_worker_consumes_its_prefixed_queue_and_logs_no_password(
+    rabbit, redis_url, rabbitmq_url, prefix, tmp_path
+) -> None:
+    """``reverie worker`` (the CLI a deployment runs) on RabbitMQ consumes ``<prefix>.tasks``,
+    stops cleanly on SIGTERM, and neither its logs nor Celery's banner show the password."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")} | {
+        "REVERIE_REDIS_URL": redis_url,
+        "REVERIE_BROKER_URL": rabbitmq_url,
+        "REVERIE_KEY_PREFIX": prefix,
+        "REVERIE_QDRANT_PATH": str(tmp_path / "qdrant"),
+        "REVERIE_LOCAL_READS": "false",
+        "REVERIE_EMBEDDING_MODEL": "hash-64",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    exe = Path(sys.executable).with_name("reverie")
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen([str(exe), "worker"], env=env, cwd=ROOT_DIR, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: rabbit.consumers(f"{prefix}.tasks") == 1 or proc.poll() is not None, 90, "the worker consuming"
+        )
+        assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+        proc.terminate()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+    text = (tmp_path / "worker.log").read_text(errors="replace")
+    password = rabbitmq_url.split("@")[0].rsplit(":", 1)[-1]
+    assert f"{prefix}.tasks" in text and "amqp://" in text, "the banner names the queue and the transport"
+    assert f":{password}@" not in text, "Celery's banner and logs mask the URL's password"
