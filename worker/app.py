@@ -8,13 +8,12 @@ own ``Settings``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from celery import Celery, bootsteps, signals
 
 from schemas.settings import Settings
-from worker.broker import Broker, SendBreaker, broker_for
+from worker.broker import Broker, ConfirmedProducer, SendBreaker, broker_for
 from worker.observability.logs import configure, is_configured
 from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
@@ -77,8 +76,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         redbeat_redis_url=url,
         redbeat_key_prefix=f"{settings.key_prefix}:redbeat:",
         redbeat_lock_timeout=300,
-        **broker.conf,
     )
+    app.conf.update(broker.conf)  # the broker's own settings, which win (worker/broker.py)
     register(app)
     if settings.consolidate_interval_s > 0:  # run by celery-redbeat: several beat instances are safe
         app.conf.beat_schedule = {
@@ -94,29 +93,40 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-def sender(app: Celery) -> Callable[[Claimed], None]:
-    """Send one claimed thread to Celery: ids only, task id names the generation. On RabbitMQ the
-    send returns once the broker confirmed it; any failure raises, and the dispatcher puts the
-    thread back (after one, sends fail fast for a second: ``SendBreaker``)."""
-    broker: Broker = app.reverie_broker  # type: ignore[attr-defined]
-    breaker = SendBreaker()
+class Sender:
+    """Sends one claimed thread to Celery: ids only, task id names the generation. On RabbitMQ a
+    send returns once the broker confirmed it (``ConfirmedProducer``). Any failure raises, and
+    the dispatcher puts the thread back; after one, sends fail fast for a second (``SendBreaker``)."""
 
-    def send(claim: Claimed) -> None:
-        breaker.check()
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.broker: Broker = app.reverie_broker  # type: ignore[attr-defined]
+        self.breaker = SendBreaker()
+        self.confirmed = ConfirmedProducer(app) if self.broker.kind == "rabbitmq" else None
+
+    def __call__(self, claim: Claimed) -> None:
+        self.breaker.check()
         try:
-            app.send_task(
+            self.app.send_task(
                 REFLECT,
                 kwargs={"user_id": claim.user_id, "thread_id": claim.thread_id, "generation": claim.generation},
                 # ":" cannot occur in ids, so a task id names its user unambiguously (forget relies on it)
                 task_id=f"reflect:{claim.user_id}:{claim.thread_id}:g{claim.generation}:{_suffix()}",
-                queue=broker.queue,
-                **broker.publish,
+                queue=self.broker.queue,
+                producer=self.confirmed.get() if self.confirmed else None,
+                **self.broker.publish,
             )
         except Exception:
-            breaker.trip()
+            self.breaker.trip()
             raise
 
-    return send
+    def close(self) -> None:
+        if self.confirmed is not None:
+            self.confirmed.close()
+
+
+def sender(app: Celery) -> Sender:
+    return Sender(app)
 
 
 def _suffix() -> str:
@@ -150,6 +160,9 @@ class DispatcherStep(bootsteps.StartStopStep):
     def stop(self, parent: Any) -> None:
         if self.thread is not None:
             self.thread.stop()
+            send = self.thread.dispatcher.send
+            if isinstance(send, Sender):
+                send.close()
 
 
 class MetricsStep(bootsteps.StartStopStep):

@@ -81,10 +81,11 @@ def _rabbitmq(url: str, settings: Settings) -> Broker:
         queue_arguments={"x-queue-type": "quorum"},
     )
     conf = {
-        # Publisher confirms: every send waits for RabbitMQ's ack (the message is in the quorum
-        # queue's majority log); a nack, a closed channel or no answer raises, and the
-        # dispatcher puts the thread back in the due set. Costs one round trip per send.
-        "broker_transport_options": {"confirm_publish": True},
+        # Publisher confirms are the dispatcher's (ConfirmedProducer below), not every
+        # connection's: a worker's task events stay plain publishes. And no task-sent event: it
+        # would go out on the dispatcher's confirming channel, whose waits Celery cannot bound for
+        # events. Flower shows a task from the moment a worker receives it.
+        "task_send_sent_event": False,
         "task_queues": (queue,),
         "task_default_queue": name,
         "task_default_exchange": name,
@@ -111,6 +112,38 @@ def declared_names(settings: Settings) -> dict[str, list[str]]:
         "queues": [f"{p}.tasks"],
         "exchanges": [f"{p}.tasks", f"{p}.celeryev", f"{p}.control.pidbox", f"reply.{p}.control.pidbox"],
     }
+
+
+class ConfirmedProducer:
+    """The dispatcher's own connection to RabbitMQ, in publisher-confirm mode (kombu's
+    ``confirm_publish``): each send returns once the broker acknowledged the message (for a quorum
+    queue: a majority of its replicas wrote it). A nack, a refused declaration, a lost connection,
+    or no answer within ``broker_confirm_timeout_s`` raises, and the dispatcher puts the thread
+    back in the due set. Only these sends wait for confirms: the worker's task events (Flower)
+    are plain publishes, so a broker that stops confirming (a memory alarm) cannot stall a
+    worker's consumer loop on one. Opened on the first send; ``close`` releases it."""
+
+    def __init__(self, app: Any) -> None:
+        self._conn = app.connection_for_write(transport_options={"confirm_publish": True})
+        self._producer: Any = None
+        self._new = lambda: app.amqp.Producer(self._conn, auto_declare=False)
+
+    def get(self) -> Any:
+        if self._producer is None:
+            self._producer = self._new()
+        return self._producer
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Close politely if the broker answers within ``timeout_s``, else drop the socket: a
+        stalled broker must not hang a worker's shutdown."""
+        try:
+            if self._conn.connected:
+                sock = getattr(self._conn.connection.transport, "sock", None)
+                if sock is not None:
+                    sock.settimeout(timeout_s)
+            self._conn.release()
+        except Exception:
+            self._conn.collect()
 
 
 class SendBreaker:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -169,3 +172,55 @@ def rabbit_env(worker_env: dict[str, str], rabbitmq_url: str) -> dict[str, str]:
 @pytest.fixture
 def rabbit_settings(redis_url: str, prefix: str, rabbitmq_url: str) -> Settings:
     return Settings(redis_url=SecretStr(redis_url), broker_url=SecretStr(rabbitmq_url), key_prefix=prefix)
+
+
+class StallingProxy:
+    """A loopback TCP proxy to RabbitMQ that can stop passing the broker's bytes back: what a
+    broker that takes a publish and never confirms it (stalled, partitioned, memory alarm) looks
+    like to the client. Client bytes still reach the broker."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.stalled = threading.Event()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, name="stalling-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_broker: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not self._closed.is_set():
+                data = src.recv(65536)
+                if not data:
+                    return
+                while from_broker and self.stalled.is_set() and not self._closed.is_set():
+                    time.sleep(0.01)  # hold the broker's bytes (acks included) back
+                dst.sendall(data)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.fixture
+def stalling_proxy(rabbitmq_url: str) -> Iterator[StallingProxy]:
+    from kombu import Connection
+
+    proxy = StallingProxy(Connection(rabbitmq_url).port or 5672)
+    yield proxy
+    proxy.close()

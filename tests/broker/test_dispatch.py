@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from producer import Producer, ProducerConfig
 from schemas.settings import Settings
 from tests.conftest import uid
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_until
 from worker.app import create_app, sender
 from worker.errors import BrokerUnavailable
 from worker.pipeline.coordinator import Claimed
@@ -57,6 +57,7 @@ def _dispatch_once(settings: Settings, errors: list[str] | None = None) -> int:
         sent, _ = Dispatcher(coordinator, recording).run_once(now=10.0)
         return sent
     finally:
+        send.close()
         coordinator.r.close()
         app.close()
 
@@ -85,15 +86,21 @@ def test_a_confirmed_send_lands_persistent_in_the_prefixed_quorum_queue(rabbit, 
     assert status.in_flight and status.due_at_ms is None
 
 
-def test_every_connection_of_the_app_publishes_in_confirm_mode(rabbit, rabbit_settings) -> None:
-    """The dispatcher's sends and the workers' events go through connections whose channels wait
-    for the broker's ack on every publish (kombu ``confirm_publish``)."""
+def test_only_the_dispatchers_connection_waits_for_confirms(rabbit, rabbit_settings) -> None:
+    """The dispatcher's sends go through a connection in confirm mode (kombu ``confirm_publish``);
+    the app's other connections (a worker's task events) publish plainly, so a broker that stops
+    confirming cannot stall a worker on an event."""
     app = create_app(rabbit_settings)
+    send = sender(app)
     try:
+        producer = send.confirmed.get()
+        producer.connection.ensure_connection(max_retries=1)
+        assert producer.connection.connection.confirm_publish is True
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1)
-            assert conn.connection.confirm_publish is True
+            assert conn.connection.confirm_publish is False
     finally:
+        send.close()
         app.close()
 
 
@@ -125,8 +132,8 @@ def test_the_breaker_refuses_sends_for_a_moment_after_a_failure(rabbit_settings)
     round trip); a fresh sender tries the broker again."""
     dead = rabbit_settings.model_copy(update={"broker_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{free_port()}//")})
     app = create_app(dead)
+    send = sender(app)
     try:
-        send = sender(app)
         claim = Claimed(user_id="u", thread_id="t", generation=1, lag_ms=0)
         with pytest.raises(Exception) as first:
             send(claim)
@@ -134,19 +141,67 @@ def test_the_breaker_refuses_sends_for_a_moment_after_a_failure(rabbit_settings)
         with pytest.raises(BrokerUnavailable):
             send(claim)
     finally:
+        send.close()
         app.close()
 
 
 def test_a_queue_the_broker_refuses_undoes_the_send(rabbit, rabbit_settings, submit) -> None:
     """An older classic queue of the same name (say, from a deployment before quorum queues):
     RabbitMQ refuses Reverie's declaration, the send raises, the thread is due again and no
-    message was taken. The error names the clash instead of losing messages silently."""
+    message was taken. Once the operator removes the old queue, the same dispatcher sends it."""
     queue = f"{rabbit_settings.key_prefix}.tasks"
     rabbit.declare_classic(queue)
     user = uid("u")
     submit(user, "t")
-    sent = _dispatch_once(rabbit_settings)
-    assert sent == 0
-    status = submit.producer.status(user, "t")
-    assert status.state == "due" and not status.in_flight and status.buffered_turns == 1
-    assert rabbit.queue_depth(queue) == 0
+    app = create_app(rabbit_settings)
+    coordinator = build_coordinator(rabbit_settings)
+    send = sender(app)
+    try:
+        dispatcher = Dispatcher(coordinator, send)
+        assert dispatcher.run_once(now=10.0)[0] == 0
+        status = submit.producer.status(user, "t")
+        assert status.state == "due" and not status.in_flight and status.buffered_turns == 1
+        assert rabbit.queue_depth(queue) == 0
+        rabbit.delete({"queues": [queue], "exchanges": []})
+        wait_until(lambda: dispatcher.run_once(now=20.0)[0] == 1, 10, "the send once the clash is gone")
+    finally:
+        send.close()
+        coordinator.r.close()
+        app.close()
+    assert rabbit.queue_depth(queue) == 1
+    assert rabbit.redeclare_refused(queue, {"x-queue-type": "classic"}) is not None, "now a quorum queue"
+
+
+@pytest.mark.timeout(90)
+def test_a_send_the_broker_never_confirms_is_undone(rabbit, rabbit_settings, submit, stalling_proxy) -> None:
+    """The broker takes the message but its confirm never comes back (a proxy holds the broker's
+    bytes): the send gives up after REVERIE_BROKER_CONFIRM_TIMEOUT_S and Celery's publish retries,
+    and the thread is put back in the due set. The message did land, so the queue holds one
+    more than was confirmed: a duplicate the generation check turns into a no-op, never a loss."""
+    from kombu import Connection
+
+    info = Connection(rabbitmq_url := rabbit_settings.broker_url.get_secret_value())
+    proxied = rabbitmq_url.replace(f"{info.hostname}:{info.port or 5672}", f"127.0.0.1:{stalling_proxy.port}")
+    assert proxied != rabbitmq_url
+    settings = rabbit_settings.model_copy(update={"broker_url": SecretStr(proxied), "broker_confirm_timeout_s": 0.5})
+    app = create_app(settings)
+    app.conf.broker_connection_timeout = 1  # the publish retries reconnect through the stalled proxy
+    coordinator = build_coordinator(settings)
+    user = uid("u")
+    queue = f"{settings.key_prefix}.tasks"
+    send = sender(app)
+    try:
+        dispatcher = Dispatcher(coordinator, send)
+        submit(user, "first")
+        assert dispatcher.run_once(now=10.0)[0] == 1, "confirmed through the healthy proxy"
+        stalling_proxy.stalled.set()
+        submit(user, "second")
+        assert dispatcher.run_once(now=20.0)[0] == 0
+    finally:
+        send.close()
+        coordinator.r.close()
+        app.close()
+    status = submit.producer.status(user, "second")
+    assert status.state == "due" and not status.in_flight and status.buffered_turns == 1, status
+    assert submit.producer.status(user, "first").in_flight
+    wait_until(lambda: rabbit.queue_depth(queue) == 2, 10, "the unconfirmed message in the queue too")

@@ -41,7 +41,8 @@ def test_an_amqp_broker_url_gives_quorum_queues_confirms_and_prefixed_names(redi
     try:
         conf = app.conf
         assert conf.broker_url == RABBIT and conf.result_backend == redis_url, "results stay on Redis"
-        assert conf.broker_transport_options == {"confirm_publish": True}
+        assert not conf.broker_transport_options.get("confirm_publish"), "confirms are the dispatcher's only"
+        assert conf.task_send_sent_event is False, "no unbounded confirm wait for a task-sent event"
         [queue] = conf.task_queues
         assert queue.name == "acme.tasks" == conf.task_default_queue == app.reverie_broker.queue
         assert conf.task_routes == {REFLECT: {"queue": "acme.tasks"}}
