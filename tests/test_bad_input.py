@@ -158,6 +158,9 @@ SETTINGS_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown overlap policy", {"overlap_policy": "yolo"}, "overlap_policy"),
     ("bad hash embedding", {"embedding_model": "hash-3"}, "embedding_model"),
     ("zero redis timeout", {"redis_timeout_s": 0}, "redis_timeout_s"),
+    ("unknown broker scheme", {"broker_url": "kafka://broker:9092"}, "broker_url"),
+    ("malformed broker port", {"broker_url": "amqp://guest:pw@rabbit:56x2//"}, "broker_url"),
+    ("zero confirm timeout", {"broker_confirm_timeout_s": 0}, "broker_confirm_timeout_s"),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import itertools
 import json
 import re
 import shlex
@@ -88,7 +89,7 @@ def _check_entry_point(argv: list[str]) -> None:
 def test_every_command_of_our_image_is_a_real_entry_point(compose) -> None:
     """reverie <cmd>, celery -A worker.app <cmd>, uvicorn module:app, python -c: all resolve."""
     ours = {name: svc for name, svc in compose["services"].items() if svc.get("image") == OUR_IMAGE}
-    assert set(ours) == {"worker", "beat", "flower", "chat"}
+    assert set(ours) == {"worker", "beat", "flower", "chat", "scale-worker", "scale-flower"}
     for name, svc in ours.items():
         _check_entry_point(_argv(svc["command"]))
         assert "healthcheck" in svc, f"{name} has no healthcheck"
@@ -107,7 +108,9 @@ def test_infrastructure_services_are_configured_for_reverie(compose) -> None:
     assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker, "fixed names/ports break --scale"
-    assert all("healthcheck" in svc for svc in services.values())
+    one_shot = {name for name, svc in services.items() if svc.get("restart") == "no"}
+    assert one_shot == {"redis-cluster-init"}
+    assert all("healthcheck" in svc for name, svc in services.items() if name not in one_shot)
 
 
 def test_beat_uses_redbeat_under_our_prefix(redis_url) -> None:
@@ -145,3 +148,88 @@ def test_dockerfile_is_multi_stage_non_root_and_uses_the_lock_file() -> None:
     assert "uv sync --frozen" in text and "uv.lock" in text
     for path in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
+
+
+# -- the optional "scale" profile: RabbitMQ + a Redis Cluster --------------------------------
+
+DEFAULT_SERVICES = {"redis", "qdrant", "worker", "beat", "flower", "chat"}
+NODES = {f"redis-node-{i}" for i in range(1, 7)}
+SCALE_SERVICES = {"rabbitmq", "redis-cluster-init", "scale-worker", "scale-flower"} | NODES
+PENDING_SETTINGS = {"REVERIE_SHARDS"}
+"""Set in the profile but defined by the Redis Cluster branch (sharded coordination state); the
+lead aligns the names when both are merged, then this exemption goes."""
+
+
+def _flags(argv: list[str]) -> dict[str, str]:
+    return {a.removeprefix("--"): b for a, b in itertools.pairwise(argv) if a.startswith("--")}
+
+
+def test_the_default_up_is_unchanged_by_the_scale_profile(compose) -> None:
+    """Services without a profile are the six of before, on the single Redis with the Redis
+    broker, and none depends on a profiled service (which would pull it into `up`)."""
+    services = compose["services"]
+    default = {name for name, svc in services.items() if not svc.get("profiles")}
+    assert default == DEFAULT_SERVICES
+    assert {name for name, svc in services.items() if svc.get("profiles") == ["scale"]} == SCALE_SERVICES
+    for name in DEFAULT_SERVICES:
+        svc = services[name]
+        assert not set(svc.get("depends_on", {})) & SCALE_SERVICES, name
+        env = svc.get("environment", {})
+        assert "REVERIE_BROKER_URL" not in env, name
+        if "REVERIE_REDIS_URL" in env:
+            assert env["REVERIE_REDIS_URL"] == "redis://redis:6379/0", name
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "${RABBITMQ_PASSWORD:?" not in text, "compose interpolates every profile: :? would break the default up"
+
+
+def test_the_scale_profile_runs_a_current_rabbitmq_and_a_six_node_redis_cluster(compose) -> None:
+    services = compose["services"]
+    rabbit = services["rabbitmq"]
+    name, _, tag = rabbit["image"].partition(":")
+    major, minor = (int(x) for x in tag.split("-")[0].split(".")[:2])
+    assert name == "rabbitmq" and (major, minor) >= (3, 8), "quorum queues need RabbitMQ 3.8+"
+    assert rabbit["volumes"] and rabbit["hostname"] == "rabbitmq", "data survives re-creation"
+    assert "RABBITMQ_DEFAULT_PASS" in rabbit["entrypoint"][-1], "refuses to start without a password"
+    for node in NODES:
+        svc = services[node]
+        flags = _flags(svc["command"])
+        assert flags["cluster-enabled"] == "yes" and flags["appendonly"] == "yes"
+        assert flags["maxmemory-policy"] == "noeviction" and flags["cluster-announce-hostname"] == node
+        assert svc["volumes"] and "healthcheck" in svc
+    init = services["redis-cluster-init"]
+    assert set(init["depends_on"]) == NODES
+    assert all(d["condition"] == "service_healthy" for d in init["depends_on"].values())
+    script = init["entrypoint"][-1]
+    assert "--cluster create" in script and "--cluster-replicas 1" in script and "--cluster-yes" in script
+    assert "for n in 1 2 3 4 5 6" in script, "all six nodes"
+    assert script.index("cluster_state:ok") < script.index("--cluster create"), "idempotent: exits 0 once formed"
+
+
+def test_the_scale_workers_point_at_rabbitmq_and_the_cluster(compose) -> None:
+    """Broker URL: user, vhost and password variable are the broker's own, and the URL passes
+    Reverie's broker_url check; Redis URL: a cluster node; startup waits for a healthy broker
+    and a formed cluster; every REVERIE_* variable is a setting (or pending, see above)."""
+    from urllib.parse import urlsplit
+
+    from schemas.settings import Settings, check_broker_url
+
+    services = compose["services"]
+    rabbit_env = services["rabbitmq"]["environment"]
+    fields = {f"REVERIE_{name.upper()}" for name in Settings.model_fields}
+    for name in ("scale-worker", "scale-flower"):
+        svc = services[name]
+        env = svc["environment"]
+        url = env["REVERIE_BROKER_URL"]
+        check_broker_url(url.replace("${RABBITMQ_PASSWORD:-}", "pw"))
+        parts = urlsplit(url)
+        assert parts.scheme == "amqp" and parts.hostname == "rabbitmq" and parts.port == 5672
+        assert parts.username == rabbit_env["RABBITMQ_DEFAULT_USER"]
+        assert parts.path.lstrip("/") == rabbit_env["RABBITMQ_DEFAULT_VHOST"]
+        assert "${RABBITMQ_PASSWORD:-}" in url and rabbit_env["RABBITMQ_DEFAULT_PASS"] == "${RABBITMQ_PASSWORD:-}"
+        assert urlsplit(env["REVERIE_REDIS_URL"]).hostname in NODES
+        assert env["REVERIE_SHARDS"] == "16"
+        assert svc["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+        assert svc["depends_on"]["redis-cluster-init"]["condition"] == "service_completed_successfully"
+        unknown = {k for k in env if k.startswith("REVERIE_")} - fields
+        assert unknown <= PENDING_SETTINGS, unknown
+    assert "ports" not in services["scale-worker"], "scalable"

@@ -3,14 +3,8 @@ and no conversation text anywhere in what it shows."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,74 +13,24 @@ from typing import Any
 import pytest
 
 from tests.conftest import uid
+from tests.support.flower import get as _get
+from tests.support.flower import running_flower
 from tests.support.llm_scripts import insert_each_user_turn
 from worker.tasks import REFLECT
 
-ROOT = Path(__file__).resolve().parents[1]
-AUTH = "Basic " + base64.b64encode(b"ops:s3cret-pw").decode()
 SECRET_TEXT = "my bank PIN is 4321"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, *, auth: bool = True) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers={"Authorization": AUTH} if auth else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, None
 
 
 @pytest.fixture
 def flower(redis_url: str, celery_app: Any, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVERIE_", "FLOWER_"))}
-    env |= {
+    env = {
         "REVERIE_REDIS_URL": redis_url,
         # the session worker's prefix: Celery's queues and event channels live under it
         "REVERIE_KEY_PREFIX": celery_app.reverie_settings.key_prefix,
         "REVERIE_QDRANT_PATH": str(tmp_path / "unused"),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
-        "flower",
-        "--basic-auth=ops:s3cret-pw",
-        f"--port={port}",
-        "--address=127.0.0.1",
-    ]
-    log = (tmp_path / "flower.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                if _get(f"{base}/api/workers")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError("flower did not start:\n" + (tmp_path / "flower.log").read_text()[-3000:])
-            time.sleep(0.3)
+    with running_flower(env, tmp_path / "flower.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 def test_flower_shows_workers_and_reflections_by_outcome(flower, make_system, scripted) -> None:

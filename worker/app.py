@@ -8,12 +8,12 @@ own ``Settings``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from celery import Celery, bootsteps, signals
 
 from schemas.settings import Settings
+from worker.broker import Broker, ConfirmedProducer, SendBreaker, broker_for
 from worker.observability.logs import configure, is_configured
 from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
@@ -29,19 +29,18 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     _log_level = settings.log_level
     url = redis_url(settings)
-    broker = settings.broker_url.get_secret_value() if settings.broker_url else url
+    broker = broker_for(settings, url)  # Redis, or RabbitMQ (quorum queues, confirms): worker/broker.py
     prefix = WorkerKeys(settings.key_prefix).celery_prefix()
-    app = Celery("reverie", broker=broker, backend=url, set_as_current=False)
+    app = Celery("reverie", broker=broker.url, backend=url, set_as_current=False)
     app.reverie_settings = settings  # type: ignore[attr-defined]
+    app.reverie_broker = broker  # type: ignore[attr-defined]
     app.conf.update(
         # JSON only: task arguments are ids, results are counts; never pickle.
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         # Celery's own keys live under our prefix, so tests and tenants of one Redis stay apart.
-        broker_transport_options={"global_keyprefix": prefix, "visibility_timeout": 3600},
         result_backend_transport_options={"global_keyprefix": prefix},
-        task_default_queue="reverie",
         # Ack after the reflection ends: a worker killed mid-task leaves the message to be
         # redelivered (and the in-flight set requeues the thread anyway). Redelivery is safe:
         # leases, generation checks and the commit journal make the task idempotent.
@@ -69,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         # add its own, nor turn stdout/stderr into loggers (every JSON line would be logged twice).
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        task_routes={REFLECT: {"queue": "reverie"}},
+        task_routes={REFLECT: {"queue": broker.queue}},
         # `celery beat` keeps its schedule and lock in Redis (celery-redbeat), not in a local
         # shelve file: any number of beat processes can run, one holds the lock and the rest
         # stand by. Its keys live under ours. Schedule entries are added by their features.
@@ -78,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         redbeat_key_prefix=f"{settings.key_prefix}:redbeat:",
         redbeat_lock_timeout=300,
     )
+    app.conf.update(broker.conf)  # the broker's own settings, which win (worker/broker.py)
     register(app)
     if settings.consolidate_interval_s > 0:  # run by celery-redbeat: several beat instances are safe
         app.conf.beat_schedule = {
@@ -93,19 +93,40 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-def sender(app: Celery) -> Callable[[Claimed], None]:
-    """Send one claimed thread to Celery: ids only, task id names the generation."""
+class Sender:
+    """Sends one claimed thread to Celery: ids only, task id names the generation. On RabbitMQ a
+    send returns once the broker confirmed it (``ConfirmedProducer``). Any failure raises, and
+    the dispatcher puts the thread back; after one, sends fail fast for a second (``SendBreaker``)."""
 
-    def send(claim: Claimed) -> None:
-        app.send_task(
-            REFLECT,
-            kwargs={"user_id": claim.user_id, "thread_id": claim.thread_id, "generation": claim.generation},
-            # ":" cannot occur in ids, so a task id names its user unambiguously (forget relies on it)
-            task_id=f"reflect:{claim.user_id}:{claim.thread_id}:g{claim.generation}:{_suffix()}",
-            queue="reverie",
-        )
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.broker: Broker = app.reverie_broker  # type: ignore[attr-defined]
+        self.breaker = SendBreaker()
+        self.confirmed = ConfirmedProducer(app) if self.broker.kind == "rabbitmq" else None
 
-    return send
+    def __call__(self, claim: Claimed) -> None:
+        self.breaker.check()
+        try:
+            self.app.send_task(
+                REFLECT,
+                kwargs={"user_id": claim.user_id, "thread_id": claim.thread_id, "generation": claim.generation},
+                # ":" cannot occur in ids, so a task id names its user unambiguously (forget relies on it)
+                task_id=f"reflect:{claim.user_id}:{claim.thread_id}:g{claim.generation}:{_suffix()}",
+                queue=self.broker.queue,
+                producer=self.confirmed.get() if self.confirmed else None,
+                **self.broker.publish,
+            )
+        except Exception:
+            self.breaker.trip()
+            raise
+
+    def close(self) -> None:
+        if self.confirmed is not None:
+            self.confirmed.close()
+
+
+def sender(app: Celery) -> Sender:
+    return Sender(app)
 
 
 def _suffix() -> str:
@@ -139,6 +160,9 @@ class DispatcherStep(bootsteps.StartStopStep):
     def stop(self, parent: Any) -> None:
         if self.thread is not None:
             self.thread.stop()
+            send = self.thread.dispatcher.send
+            if isinstance(send, Sender):
+                send.close()
 
 
 class MetricsStep(bootsteps.StartStopStep):

@@ -28,6 +28,11 @@ class LLMUnavailable(ReverieError):
     """The LLM kept failing (429/5xx/timeouts) after retries."""
 
 
+class BrokerUnavailable(ReverieError):
+    """A send to the Celery broker failed moments ago: the dispatcher puts the thread back in the
+    due set without trying the broker again yet."""
+
+
 class InvalidTaskArguments(ReverieError):
     """A reflect task arrived with arguments that are not (user_id, thread_id, generation)."""
 
@@ -37,6 +42,7 @@ EXPECTED: tuple[type[Exception], ...] = (ReverieError, StoreUnavailable, Profile
 
 __all__ = [
     "EXPECTED",
+    "BrokerUnavailable",
     "ExtractionFailed",
     "ForeignMemoryError",
     "InvalidTaskArguments",

@@ -49,7 +49,7 @@ def run_worker() -> None:
             "worker",
             "--loglevel=WARNING",
             "-Q",
-            "reverie",
+            app.reverie_broker.queue,  # "reverie" on Redis, "<prefix>.tasks" on RabbitMQ
             "--without-mingle",
             "--without-gossip",
             f"--hostname=w{os.getpid()}@127.0.0.1",

@@ -93,8 +93,13 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="Threads (default REVERIE_WORKER_CONCURRENCY).")] = None,
     loglevel: str = "INFO",
 ) -> None:
-    """Start a Celery worker with a dispatcher thread (== celery -A worker.app worker -Q reverie)."""
-    argv = ["worker", f"--loglevel={loglevel}", "-Q", "reverie", "-E"]
+    """Start a Celery worker with a dispatcher thread (== celery -A worker.app worker -Q reverie;
+    on RabbitMQ the queue is REVERIE_KEY_PREFIX.tasks)."""
+    from worker.broker import broker_for
+    from worker.runtime import redis_url
+
+    s = settings()
+    argv = ["worker", f"--loglevel={loglevel}", "-Q", broker_for(s, redis_url(s)).queue, "-E"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     _celery(argv + ctx.args, owns_store=True)
