@@ -21,7 +21,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 class Settings(BaseSettings):
     """Everything a Reverie process can be configured with. Units live in the names."""
 
-    model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value may be a secret (a webhook secret, a URL with a
+    # password); errors name the field and the rule, never the value
+    model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     # Redis: buffers, due set, leases. Also the Celery broker unless broker_url is set.
     redis_url: SecretStr | None = Field(
@@ -114,7 +116,8 @@ class Settings(BaseSettings):
     webhooks: tuple[WebhookEndpoint, ...] = Field(
         default=(),
         description='JSON list of endpoints: [{"name": "crm", "url": "https://…", "secret": "whsec_…", '
-        '"events": ["memory.created"], "include_content": false}]; events default to all, content to off.',
+        '"events": ["memory.created"], "include_content": false}]; names unique, URL http(s) to any host, '
+        "secret whsec_ + base64 of 24-64 bytes; events default to all, content to off. Needs events on.",
     )
     webhook_max_attempts: int = Field(
         default=8, ge=1, le=100, description="Delivery attempts of one event before it is dead-lettered."

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import Celery, bootsteps, signals
 
@@ -19,7 +19,11 @@ from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
 from worker.pipeline.keys import WorkerKeys
 from worker.runtime import get_runtime, redis_url
-from worker.tasks import CONSOLIDATE, REFLECT, register
+from worker.tasks import CONSOLIDATE, DELIVER_WEBHOOK, REFLECT, register
+
+if TYPE_CHECKING:
+    from schemas.webhooks import DeliverArgs
+    from worker.features.webhooks.relay import Relay
 
 _log_level = "INFO"
 
@@ -86,6 +90,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         }
     if settings.dispatcher_in_worker:
         app.steps["worker"].add(DispatcherStep)
+        if settings.webhooks:  # the webhook relay runs wherever a dispatcher does
+            app.steps["worker"].add(WebhookRelayStep)
     if settings.metrics_port:
         app.steps["worker"].add(MetricsStep)
     if settings.qdrant_url is None and settings.local_reads:
@@ -135,6 +141,50 @@ class DispatcherStep(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         self.thread = DispatcherThread(make_dispatcher(parent.app)).start()
+
+    def stop(self, parent: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+
+
+def webhook_sender(app: Celery) -> Callable[[DeliverArgs], None]:
+    """Send one webhook delivery to Celery: ids only (endpoint, stream, entry id)."""
+
+    def send(args: DeliverArgs) -> None:
+        app.send_task(
+            DELIVER_WEBHOOK,
+            kwargs=args.model_dump(exclude_defaults=True),
+            task_id=f"webhook:{args.endpoint}:{args.stream_id}:{_suffix()}",
+            queue="reverie",
+        )
+
+    return send
+
+
+def make_relay(app: Celery, *, coordinator: Coordinator | None = None, **overrides: Any) -> Relay:
+    """The webhook relay on ``app``'s settings; on the process runtime's coordinator unless given one."""
+    from worker.features.webhooks.relay import Relay
+
+    settings: Settings = app.reverie_settings  # type: ignore[attr-defined]
+    coord = coordinator or get_runtime(settings).coordinator
+    kwargs: dict[str, Any] = {"redeliver_s": settings.webhook_redeliver_s} | overrides
+    return Relay(coord.r, coord.keys, settings.webhooks, webhook_sender(app), **kwargs)
+
+
+class WebhookRelayStep(bootsteps.StartStopStep):
+    """Runs the webhook relay inside every worker that runs a dispatcher (safe: consumer groups
+    hand each event to one relay)."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.thread: Any = None
+
+    def start(self, parent: Any) -> None:
+        from worker.features.webhooks.relay import RelayThread
+
+        self.thread = RelayThread(make_relay(parent.app)).start()
 
     def stop(self, parent: Any) -> None:
         if self.thread is not None:
