@@ -68,12 +68,13 @@ class Relay:
         self.consumer = consumer or consumer_name()
         self.streams = keys.event_streams()
 
-    def ensure_groups(self) -> None:
-        """A group per endpoint on every stream, starting at the stream's end (idempotent)."""
+    def ensure_groups(self, start: str = "$") -> None:
+        """A group per endpoint on every stream (idempotent). A new endpoint starts at the
+        stream's end; a group found missing later (the stream was deleted) at its start."""
         for stream in self.streams:
             for endpoint in self.endpoints:
                 try:
-                    self.r.xgroup_create(stream, group(endpoint.name), id="$", mkstream=True)
+                    self.r.xgroup_create(stream, group(endpoint.name), id=start, mkstream=True)
                 except ResponseError as e:
                     if "BUSYGROUP" not in str(e):
                         raise
@@ -128,18 +129,11 @@ class Relay:
         for endpoint in self.endpoints:
             cursor = "0-0"
             for _ in range(max_pages):
-                reply = self.r.execute_command(
-                    "XAUTOCLAIM",
-                    stream,
-                    group(endpoint.name),
-                    self.consumer,
-                    self.redeliver_ms,
-                    cursor,
-                    "COUNT",
-                    self.batch,
-                    "JUSTID",
-                )  # fmt: skip  (redis-py drops the cursor and the deleted ids with JUSTID)
-                cursor, claimed = _s(reply[0]), [_s(i) for i in reply[1]]
+                # not JUSTID: redis-py would then drop the cursor and the deleted ids from the reply
+                reply = self.r.xautoclaim(
+                    stream, group(endpoint.name), self.consumer, self.redeliver_ms, start_id=cursor, count=self.batch
+                )
+                cursor, claimed = _s(reply[0]), [_s(entry[0]) for entry in reply[1] if entry[0] is not None]
                 for stream_id in claimed:
                     sent += self._send(DeliverArgs(endpoint=endpoint.name, stream=stream, stream_id=stream_id))
                 for stream_id in (_s(i) for i in (reply[2] if len(reply) > 2 else [])):
@@ -162,20 +156,21 @@ class Relay:
             for info in self.r.xinfo_consumers(stream, group(endpoint.name)):
                 name = _s(info["name"])
                 if name != self.consumer and int(info["pending"]) == 0 and int(info["idle"]) > TIDY_EVERY_S * 1000:
-                    removed += int(self.r.xgroup_delconsumer(stream, group(endpoint.name), name))
+                    self.r.xgroup_delconsumer(stream, group(endpoint.name), name)  # replies its pending: 0
+                    removed += 1
         return removed
 
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self, stream: str, stop: threading.Event) -> None:
         """Relay ``stream`` until ``stop`` is set."""
-        ready, backoff = False, 0.1
+        ready, start, backoff = False, "$", 0.1
         last_reclaim = last_tidy = 0.0
         while not stop.is_set():
             try:
                 if not ready:
-                    self.ensure_groups()
-                    ready = True
+                    self.ensure_groups(start)
+                    ready, start = True, "0"
                 tip = last_id(self.r, stream)
                 read = self.read(stream)
                 now = time.monotonic()
@@ -189,12 +184,18 @@ class Relay:
                     self.r.xread({stream: tip}, count=1, block=self.block_ms)
                 backoff = 0.1
             except ResponseError as e:
-                if "NOGROUP" not in str(e):  # the stream was deleted (and its groups): make them again
+                if "NOGROUP" in str(e):  # the stream was deleted (and its groups): make them again
+                    log.warning("webhook consumer group missing, created again from the stream's start")
+                else:
                     log.warning("webhook relay error", error=type(e).__name__)
                     stop.wait(backoff)
                 ready = False
             except RedisError as e:
                 log.warning("webhook relay cannot reach redis", error=type(e).__name__)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:  # a bug must not end the thread silently: say so, keep relaying
+                log.exception("webhook relay failed unexpectedly")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
