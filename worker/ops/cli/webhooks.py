@@ -7,7 +7,9 @@ secret is never shown. Letters carry ids only.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,7 +19,7 @@ from worker.ops.cli.ops import dlq_cli
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
-    from schemas.webhooks import WebhookDeadLetter
+    from schemas.webhooks import DeliverArgs, WebhookDeadLetter
 
 EVENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=:{}-]{0,599}$")
 """An event id (``<user>:<source>:<ms>:<index>``) or, for an entry trimmed before it was read,
@@ -140,6 +142,19 @@ def dlq_webhooks(
     table(f"webhook dead letters ({len(rows)})", ["endpoint", "at (UTC)", "tries", "reason", "event"], cells)
 
 
+@contextlib.contextmanager
+def delivery_sender(s: Settings) -> Iterator[Callable[[DeliverArgs], None]]:
+    """Sends ``reverie.deliver_webhook`` tasks to the broker. Module-level so tests can hand the
+    CLI the test worker's app."""
+    from worker.app import create_app, webhook_sender
+
+    app = create_app(s)
+    try:
+        yield webhook_sender(app)
+    finally:
+        app.close()
+
+
 @dlq_cli.command("replay-webhook")
 def dlq_replay_webhook(
     endpoint: Annotated[str | None, typer.Argument(help="The endpoint's name.")] = None,
@@ -148,7 +163,6 @@ def dlq_replay_webhook(
     as_json: JsonOpt = False,
 ) -> None:
     """Send dead-lettered events again (attempts start over); a letter goes once its event is delivered."""
-    from worker.app import create_app, webhook_sender
     from worker.features.webhooks.dlq import NotReplayable, UnknownDeadLetter, dead_letters, get_letter, replay
 
     s = settings()
@@ -168,10 +182,8 @@ def dlq_replay_webhook(
         except UnknownDeadLetter as e:
             fail(str(e), code=1)
         unknown = []
-    app = create_app(s)
-    send = webhook_sender(app)
     replayed, gone = [], []
-    try:
+    with delivery_sender(s) as send:
         for letter in letters:
             try:
                 replay(r, keys, letter, send)
@@ -180,8 +192,6 @@ def dlq_replay_webhook(
                 if not all_:
                     fail(str(e), code=1)
                 gone.append(letter.ref)
-    finally:
-        app.close()
     if as_json:
         print_json({"replayed": replayed, "trimmed": gone, "unconfigured_endpoints": unknown})
         return

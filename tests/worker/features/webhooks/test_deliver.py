@@ -12,7 +12,7 @@ from tests.conftest import uid
 from tests.support.procs import free_port, wait_until
 from tests.support.scripted_llm import tool_calls_reply
 from tests.support.webhook_receiver import Answer, WebhookReceiver
-from tests.worker.features.webhooks.conftest import endpoint, new_secret, pending_total
+from tests.support.webhooks import endpoint, new_secret, pending_total
 from worker.features.forget import forget_user
 from worker.memory.events import read_events
 

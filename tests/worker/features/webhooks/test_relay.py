@@ -11,7 +11,7 @@ from typing import Any
 from schemas.events import ChangeEvent
 from tests.conftest import uid
 from tests.support.procs import wait_until
-from tests.worker.features.webhooks.conftest import endpoint, pending_total
+from tests.support.webhooks import endpoint, pending_total
 from tests.worker.features.webhooks.test_deliver import FACTS, events_of, letters_of, reflect
 from worker.features.webhooks.keys import group
 from worker.features.webhooks.relay import RelayThread
