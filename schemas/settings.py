@@ -126,7 +126,9 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=3600, description="First retry delay; doubles each attempt, with full jitter."
     )
     webhook_backoff_max_s: float = Field(default=300.0, gt=0, le=86400, description="Cap of one retry delay.")
-    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300, description="Timeout of one webhook POST.")
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Timeout of each step of one webhook POST (connect, send, read)."
+    )
     webhook_redeliver_s: float = Field(
         default=600.0,
         gt=0,

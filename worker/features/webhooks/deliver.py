@@ -20,6 +20,7 @@ from typing import Any, Literal
 import httpx
 from standardwebhooks import Webhook
 
+from producer.errors import StoreUnavailable
 from schemas.errors import DecodeError
 from schemas.events import ChangeEvent
 from schemas.settings import Settings
@@ -164,8 +165,13 @@ def deliver(runtime: Any, args: DeliverArgs, attempt: int) -> Outcome:
         if not endpoint.wants(event.op):  # the relay's filter was another configuration's
             r.xack(args.stream, group(endpoint.name), args.stream_id)
             return Outcome("filtered", attempt)
-    body = body_of(runtime, endpoint, event)
-    result = post(endpoint, sign(endpoint, event.event_id, body, datetime.now(UTC)), body, settings.webhook_timeout_s)
+    try:
+        body = body_of(runtime, endpoint, event)
+    except StoreUnavailable:  # the content could not be read: an attempt that failed, retried
+        result = Attempt(None, "StoreUnavailable")
+    else:
+        headers = sign(endpoint, event.event_id, body, datetime.now(UTC))
+        result = post(endpoint, headers, body, settings.webhook_timeout_s)
     if result.ok:
         if args.replay:
             replayed(r, keys, args, event.event_id)
