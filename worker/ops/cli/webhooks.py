@@ -13,8 +13,20 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from worker.ops.cli.common import JsonOpt, cli, console, coordinator, fail, print_json, settings, short_time, table
+from worker.ops.cli.common import (
+    JsonOpt,
+    cli,
+    console,
+    coordinator,
+    err,
+    fail,
+    print_json,
+    settings,
+    short_time,
+    table,
+)
 from worker.ops.cli.ops import dlq_cli
 
 if TYPE_CHECKING:
@@ -183,7 +195,9 @@ def dlq_replay_webhook(
             fail(str(e), code=1)
         unknown = []
     replayed, gone = [], []
-    with delivery_sender(s) as send:
+    columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn())
+    with delivery_sender(s) as send, Progress(*columns, console=err, disable=as_json or not all_) as bar:
+        task = bar.add_task("letters", total=len(letters))
         for letter in letters:
             try:
                 replay(r, keys, letter, send)
@@ -192,6 +206,7 @@ def dlq_replay_webhook(
                 if not all_:
                     fail(str(e), code=1)
                 gone.append(letter.ref)
+            bar.advance(task)
     if as_json:
         print_json({"replayed": replayed, "trimmed": gone, "unconfigured_endpoints": unknown})
         return
