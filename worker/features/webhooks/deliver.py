@@ -140,6 +140,8 @@ def _load(runtime: Any, args: DeliverArgs, attempt: int, ids: dict[str, Any]) ->
         try:
             return decode_entries(entries)[0]
         except DecodeError:
+            if not args.replay and not _pending(r, args):
+                return Outcome("already_done", attempt)
             error = "undecodable"
     dead_letter(r, keys, make_letter(args, attempt, status=None, error=error))
     log.warning("webhook event cannot be sent, dead-lettered", error=error, **ids)
