@@ -50,7 +50,8 @@ def check_broker_url(url: str) -> None:
 class Settings(BaseSettings):
     """Everything a Reverie process can be configured with. Units live in the names."""
 
-    # hide_input_in_errors: a refused value (a URL with its password, a key) never appears in the error
+    # hide_input_in_errors: a refused value may be a secret (a webhook secret, a URL with a
+    # password); errors name the field and the rule, never the value
     model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     # Redis: buffers, due set, leases. Also the Celery broker unless broker_url is set.
@@ -155,7 +156,8 @@ class Settings(BaseSettings):
     webhooks: tuple[WebhookEndpoint, ...] = Field(
         default=(),
         description='JSON list of endpoints: [{"name": "crm", "url": "https://…", "secret": "whsec_…", '
-        '"events": ["memory.created"], "include_content": false}]; events default to all, content to off.',
+        '"events": ["memory.created"], "include_content": false}]; names unique, URL http(s) to any host, '
+        "secret whsec_ + base64 of 24-64 bytes; events default to all, content to off. Needs events on.",
     )
     webhook_max_attempts: int = Field(
         default=8, ge=1, le=100, description="Delivery attempts of one event before it is dead-lettered."
@@ -164,7 +166,9 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=3600, description="First retry delay; doubles each attempt, with full jitter."
     )
     webhook_backoff_max_s: float = Field(default=300.0, gt=0, le=86400, description="Cap of one retry delay.")
-    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300, description="Timeout of one webhook POST.")
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Timeout of each step of one webhook POST (connect, send, read)."
+    )
     webhook_redeliver_s: float = Field(
         default=600.0,
         gt=0,

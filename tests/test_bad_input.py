@@ -146,6 +146,50 @@ def test_malformed_task_arguments_fail_naming_the_field(celery_app, redis_client
     assert [k for k in keys_under(redis_client, prefix) if ":celery:" not in k] == []
 
 
+WEBHOOK_SECRET = "whsec_" + "a2V5" * 11  # 33 bytes of base64
+# (row id, positional args, keyword args; "<stream>" is the test's events stream, field named)
+WEBHOOK_TASK_ROWS: list[tuple[str, tuple[Any, ...], dict[str, Any], str]] = [
+    ("positionals", ("hook", "<stream>", "1-0"), {}, "positional"),
+    ("missing stream_id", (), {"endpoint": "hook", "stream": "<stream>"}, "stream_id"),
+    ("bad stream id", (), {"endpoint": "hook", "stream": "<stream>", "stream_id": "yesterday"}, "stream_id"),
+    ("unknown endpoint", (), {"endpoint": "nobody", "stream": "<stream>", "stream_id": "1-0"}, "endpoint"),
+    ("unknown stream", (), {"endpoint": "hook", "stream": "elsewhere:events", "stream_id": "1-0"}, "stream"),
+    (
+        "content smuggled in",
+        (),
+        {"endpoint": "hook", "stream": "<stream>", "stream_id": "1-0", "content": "x"},
+        "content",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field"), [r[1:] for r in WEBHOOK_TASK_ROWS], ids=[r[0] for r in WEBHOOK_TASK_ROWS]
+)
+def test_malformed_webhook_task_arguments_fail_naming_the_field(
+    make_system, celery_app, redis_client, prefix, args, kwargs, field
+) -> None:
+    """A ``reverie.deliver_webhook`` sent by hand with bad arguments fails (stored although
+    deliveries store no result), names the field, and writes nothing: no dead letter, no ack."""
+    from worker.tasks import DELIVER_WEBHOOK
+
+    system = make_system(webhooks=[{"name": "hook", "url": "http://127.0.0.1:9/", "secret": WEBHOOK_SECRET}])
+    stream = system.runtime.coordinator.keys.events
+    before = keys_under(redis_client, prefix)
+    fill = {"<stream>": stream}
+    result = celery_app.send_task(
+        DELIVER_WEBHOOK,
+        args=[fill.get(a, a) for a in args],
+        kwargs={k: fill.get(v, v) for k, v in kwargs.items()},
+        queue="reverie",
+    )
+    result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"
+    assert type(result.result).__name__ in ("InvalidTaskArguments", "UnknownEndpoint", "UnknownStream")
+    assert field in str(result.result)
+    assert keys_under(redis_client, prefix) == before
+
+
 SETTINGS_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("zero lease", {"lease_s": 0}, "lease_s"),
     ("negative after_seconds", {"after_seconds": -1}, "after_seconds"),

@@ -34,3 +34,23 @@ def test_readme_lists_every_cli_command() -> None:
     group = typer.main.get_command(cli)
     missing = [name for name in group.commands if f"reverie {name}" not in text and f"/ `{name}`" not in text]  # type: ignore[attr-defined]
     assert missing == []
+
+
+def test_readme_webhook_payload_and_types_are_the_code_s() -> None:
+    """The Webhooks section's example body has the fields ``payload`` builds, and it names every
+    event type."""
+    import json
+    import re
+
+    from schemas.events import ChangeEvent
+    from schemas.webhooks import ALL_EVENT_TYPES, payload
+
+    section = README.read_text().split("### Webhooks", 1)[1].split("\n### ", 1)[0]
+    [example] = re.findall(r"```json\n(.*?)```", section, re.S)
+    documented = json.loads(example.replace("…", ""))
+    built = payload(ChangeEvent(event_id="e", user_id="u", op="update"), "t")
+    assert set(documented) == set(built) and set(documented["data"]) == set(built["data"])
+    assert documented["type"] in ALL_EVENT_TYPES
+    assert all(f"`{t}`" in section for t in ALL_EVENT_TYPES)
+    for header in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        assert f"`{header}`" in section

@@ -8,7 +8,8 @@ own ``Settings``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import Celery, bootsteps, signals
 
@@ -19,7 +20,11 @@ from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
 from worker.pipeline.keys import WorkerKeys
 from worker.runtime import get_runtime, redis_url
-from worker.tasks import CONSOLIDATE, REFLECT, register
+from worker.tasks import CONSOLIDATE, DELIVER_WEBHOOK, REFLECT, register
+
+if TYPE_CHECKING:
+    from schemas.webhooks import DeliverArgs
+    from worker.features.webhooks.relay import Relay
 
 _log_level = "INFO"
 
@@ -86,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         }
     if settings.dispatcher_in_worker:
         app.steps["worker"].add(DispatcherStep)
+        if settings.webhooks:  # the webhook relay runs wherever a dispatcher does
+            app.steps["worker"].add(WebhookRelayStep)
     if settings.metrics_port:
         app.steps["worker"].add(MetricsStep)
     if settings.qdrant_url is None and settings.local_reads:
@@ -163,6 +170,55 @@ class DispatcherStep(bootsteps.StartStopStep):
             send = self.thread.dispatcher.send
             if isinstance(send, Sender):
                 send.close()
+
+
+def webhook_sender(app: Celery) -> Callable[[DeliverArgs], None]:
+    """Send one webhook delivery to Celery: ids only (endpoint, stream, entry id)."""
+
+    broker: Broker = app.reverie_broker  # type: ignore[attr-defined]
+
+    def send(args: DeliverArgs) -> None:
+        # No publisher confirm here: an entry whose message is lost stays pending in its
+        # consumer group and the relay sends it again after webhook_redeliver_s.
+        app.send_task(
+            DELIVER_WEBHOOK,
+            kwargs=args.model_dump(exclude_defaults=True),
+            task_id=f"webhook:{args.endpoint}:{args.stream_id}:{_suffix()}",
+            queue=broker.queue,
+            **broker.publish,
+        )
+
+    return send
+
+
+def make_relay(app: Celery, *, coordinator: Coordinator | None = None, **overrides: Any) -> Relay:
+    """The webhook relay on ``app``'s settings; on the process runtime's coordinator unless given one."""
+    from worker.features.webhooks.relay import Relay
+
+    settings: Settings = app.reverie_settings  # type: ignore[attr-defined]
+    coord = coordinator or get_runtime(settings).coordinator
+    kwargs: dict[str, Any] = {"redeliver_s": settings.webhook_redeliver_s} | overrides
+    return Relay(coord.r, coord.keys, settings.webhooks, webhook_sender(app), **kwargs)
+
+
+class WebhookRelayStep(bootsteps.StartStopStep):
+    """Runs the webhook relay inside every worker that runs a dispatcher (safe: consumer groups
+    hand each event to one relay)."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.thread: Any = None
+
+    def start(self, parent: Any) -> None:
+        from worker.features.webhooks.relay import RelayThread
+
+        self.thread = RelayThread(make_relay(parent.app)).start()
+
+    def stop(self, parent: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
 
 
 class MetricsStep(bootsteps.StartStopStep):

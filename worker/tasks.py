@@ -21,6 +21,7 @@ from producer.core import describe_errors
 from schemas.ids import check_id
 from schemas.reflection import ReflectArgs
 from schemas.settings import Settings
+from schemas.webhooks import DeliverArgs
 from worker.errors import InvalidTaskArguments
 from worker.observability.logs import get_logger
 from worker.observability.metrics import observe_reflection
@@ -32,6 +33,7 @@ log = get_logger("reverie.tasks")
 REFLECT = "reverie.reflect"
 CONSOLIDATE = "reverie.consolidate"
 OPTIMIZE_PROMPT = "reverie.optimize_prompt"
+DELIVER_WEBHOOK = "reverie.deliver_webhook"
 
 CUSTOM_STATES = {"superseded": "SUPERSEDED", "rolled_back": "ROLLED_BACK", "deferred": "DEFERRED"}
 """Outcomes that did no work. They end in their own state instead of SUCCESS, so Flower (state
@@ -126,8 +128,54 @@ def optimize(self: Task, key: str) -> dict[str, Any]:
     return asdict(optimize_prompt(get_runtime(_settings(self)), check_id(key)))
 
 
+def parse_deliver_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> DeliverArgs:
+    """Keyword arguments only (endpoint, stream, stream_id[, replay]); name what is wrong."""
+    if args:
+        raise InvalidTaskArguments(f"expected keyword arguments only, got {len(args)} positional")
+    try:
+        return DeliverArgs.model_validate(kwargs)
+    except ValidationError as e:
+        raise InvalidTaskArguments("invalid deliver_webhook arguments: " + "; ".join(describe_errors(e))) from None
+
+
+def deliver_webhook(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """POST one change event to one endpoint, signed; retried with backoff by Celery, then
+    dead-lettered (``worker.features.webhooks``). Ids in, ids and a status out."""
+    from worker.features.webhooks.deliver import deliver
+
+    try:
+        parsed = parse_deliver_args(args, kwargs)
+    except InvalidTaskArguments as e:
+        log.warning("deliver_webhook task refused", task_id=self.request.id, error=str(e))
+        raise
+    runtime = get_runtime(_settings(self))
+    attempt = self.request.retries + 1
+    try:
+        outcome = deliver(runtime, parsed, attempt)
+    except InvalidTaskArguments as e:
+        log.warning("deliver_webhook task refused", task_id=self.request.id, error=str(e))
+        raise
+    if outcome.result == "retry":
+        # Celery's retry: a new message due in ``countdown``; the bound is the policy's
+        # (webhook_max_attempts), max_retries only backs it up.
+        raise self.retry(countdown=outcome.retry_in_s, max_retries=runtime.settings.webhook_max_attempts)
+    return outcome.summary()
+
+
 def register(app: Celery) -> None:
     """Bind the task functions above to ``app`` (not shared with other apps)."""
     app.task(reflect, name=REFLECT, bind=True, ignore_result=False, shared=False, throws=EXPECTED_FAILURES)
     app.task(consolidate, name=CONSOLIDATE, bind=True, ignore_result=False, shared=False)
     app.task(optimize, name=OPTIMIZE_PROMPT, bind=True, ignore_result=False, shared=False)
+    # No stored result for deliveries (one per event would fill the backend): outcomes are
+    # logged, dead letters kept, and Flower sees every attempt through task events. Refused
+    # arguments are stored as a FAILURE.
+    app.task(
+        deliver_webhook,
+        name=DELIVER_WEBHOOK,
+        bind=True,
+        ignore_result=True,
+        store_errors_even_if_ignored=True,
+        shared=False,
+        throws=EXPECTED_FAILURES,
+    )

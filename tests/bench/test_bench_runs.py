@@ -37,9 +37,9 @@ def sections(report: dict) -> dict[str, dict]:
 
 
 def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
-    """Eight figures; every row names its reference and carries the ratio to it."""
+    """Nine figures; every row names its reference and carries the ratio to it."""
     found = sections(report)
-    assert sorted(found) == [str(n) for n in range(1, 9)]
+    assert sorted(found) == [str(n) for n in range(1, 10)]
     for section in found.values():
         assert section["rows"], section["name"]
         for row in section["rows"]:
@@ -95,3 +95,15 @@ def test_first_submits_are_all_accepted_and_warm_opens_one_connection_per_caller
         assert run["submits"] > 0 and run["accepted"] == run["submits"]
     assert runs["cold pool"]["warmed_connections"] == 0
     assert runs["after warm()"]["warmed_connections"] == 40 * 2  # 40 callers, 2 trials at --tiny
+
+
+def test_webhooks_deliver_every_event_and_finalize_writes_them(report) -> None:
+    """Figure 9: every event of both paces delivered, none lost, every signature verified; the
+    events-on FINALIZE runs wrote one event per op and the events-off runs none."""
+    counters = sections(report)["9"]["counters"]
+    for run in counters["delivery"].values():
+        assert run["events"] == run["delivered"] > 0
+        assert run["lost"] == 0 and run["bad_signatures"] == 0 and run["bare_posts"] > 0
+    fin = counters["finalize"]
+    assert fin["outcomes"] == {"ok": 2 * fin["runs_each"] + 2}
+    assert fin["events_written"] == 5 * (fin["runs_each"] + 1)

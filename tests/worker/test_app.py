@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from schemas.settings import Settings
 from worker.app import create_app
-from worker.tasks import CONSOLIDATE, OPTIMIZE_PROMPT, REFLECT, reflect
+from worker.tasks import CONSOLIDATE, DELIVER_WEBHOOK, OPTIMIZE_PROMPT, REFLECT, reflect
 
 
 def test_building_many_apps_registers_each_task_once_and_warns_nothing(redis_url: str) -> None:
@@ -20,7 +20,23 @@ def test_building_many_apps_registers_each_task_once_and_warns_nothing(redis_url
         for app in apps:
             app.finalize()
     for app in apps:
-        assert {CONSOLIDATE, OPTIMIZE_PROMPT, REFLECT} <= set(app.tasks)
+        assert {CONSOLIDATE, OPTIMIZE_PROMPT, REFLECT, DELIVER_WEBHOOK} <= set(app.tasks)
         assert app.tasks[REFLECT]._decorated_fun is reflect
         assert app.tasks[REFLECT].app is app
+        app.close()
+
+
+def test_the_webhook_relay_runs_where_a_dispatcher_does(redis_url: str) -> None:
+    """A worker gets the relay bootstep when webhooks are configured and it runs a dispatcher."""
+    from worker.app import DispatcherStep, WebhookRelayStep
+
+    hook = {"name": "crm", "url": "https://crm.example.com/h", "secret": "whsec_" + "a2V5" * 11}
+    base = {"redis_url": SecretStr(redis_url), "key_prefix": "relaystep"}
+    for overrides, steps in (
+        ({"webhooks": [hook]}, {DispatcherStep, WebhookRelayStep}),
+        ({"webhooks": [hook], "dispatcher_in_worker": False}, set()),
+        ({}, {DispatcherStep}),
+    ):
+        app = create_app(Settings(**base, **overrides))
+        assert set(app.steps["worker"]) & {DispatcherStep, WebhookRelayStep} == steps
         app.close()

@@ -46,6 +46,8 @@ def test_the_documented_task_id_format_is_the_one_dispatched(make_system, script
         .replace(re.escape("<generation>"), "1")
         .replace(re.escape("<hex>"), "[0-9a-f]+")
     )
+    # the result is stored when the task returns, a moment after the commit the test saw
+    system.wait_for(lambda: len(_task_metas(system, celery_app, user)) == 1, what="the stored result")
     [task_id] = _task_metas(system, celery_app, user)
     assert re.fullmatch(pattern, task_id), f"{task_id!r} does not read like the README's {template!r}"
 

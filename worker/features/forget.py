@@ -2,7 +2,8 @@
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
 set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
-the global due/in-flight sorted sets and the dead-letter hash, and Celery results
+the global due/in-flight sorted sets, the dead-letter hash and the webhook dead letters
+(``worker.features.webhooks``: forget may read that feature's letters), and Celery results
 (``reflect:u:t:g…`` task ids, every outcome including failures). Per-thread keys are found
 with ``SCAN MATCH`` (ids cannot contain glob characters or ``:``), members with
 ``ZSCAN``/``HSCAN``; nothing is assumed about which threads exist.
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from producer.keys import SEP
 from schemas.ids import check_id
 from worker.errors import ReverieError
+from worker.features.webhooks.dlq import letters_of_user
 from worker.memory.events import forget_event
 from worker.pipeline.keys import WorkerKeys
 
@@ -110,6 +112,7 @@ def forget_user(
     due = _members_of(client, keys.due_ss, user_id, hash_=False)
     inflight = _members_of(client, keys.inflight_ss, user_id, hash_=False)
     dead = _members_of(client, keys.dlq, user_id, hash_=True)
+    webhook_dlq, webhook_dead = letters_of_user(client, keys, user_id)
     results = _celery_results(client, celery_prefix or keys.celery_prefix(), user_id)
     pipe = client.pipeline(transaction=False)
     pipe.llen(keys.history(user_id))
@@ -125,6 +128,8 @@ def forget_user(
         pipe.zrem(keys.inflight_ss, *inflight)
     if dead:
         pipe.hdel(keys.dlq, *dead)
+    if webhook_dead:
+        pipe.hdel(webhook_dlq, *webhook_dead)
     if runtime.settings.events_max_len:  # in the MULTI: no forget without its event, nor the reverse
         _add_event(pipe, keys.events, user_id, runtime.settings.events_max_len)
     pipe.zrem(keys.changed_ss, user_id)
@@ -142,6 +147,7 @@ def forget_user(
         "due": len(due),
         "in_flight": len(inflight),
         "dead_letters": len(dead),
+        "webhook_dead_letters": len(webhook_dead),
         "task_results": len(results),
         "history_entries": history_entries,
         "redis_keys": deleted_keys,

@@ -115,3 +115,28 @@ def test_forget_rejects_a_bad_id(make_system) -> None:
     system = make_system()
     with pytest.raises(ValueError, match="not allowed"):
         forget_user(system.runtime, "a*")
+
+
+def test_forget_removes_the_users_webhook_dead_letters_and_no_one_elses(make_system) -> None:
+    """Letters of the user go (every endpoint); those of a user whose id extends theirs, and
+    one of a trimmed entry (no user known), stay."""
+    from schemas.webhooks import DeliverArgs
+    from worker.features.webhooks.dlq import dead_letter, dead_letters, make_letter
+
+    system = make_system()
+    user = uid("dora")
+    keys = system.runtime.coordinator.keys
+
+    def letter(endpoint: str, who: str, n: int) -> None:
+        args = DeliverArgs(endpoint=endpoint, stream=keys.events, stream_id=f"{n}-0")
+        ids = {"event_id": f"{who}:t:g1:5:{n}", "user_id": who} if who else {}
+        dead_letter(system.redis, keys, make_letter(args, 3, status=500, error="HTTP 500", **ids))
+
+    letter("crm", user, 1)
+    letter("search", user, 2)
+    letter("crm", f"{user}-2", 3)
+    letter("crm", "", 4)
+    counts = forget_user(system.runtime, user)
+    assert counts["webhook_dead_letters"] == 2
+    left = dead_letters(system.redis, keys)
+    assert sorted((d.user_id, d.stream_id) for d in left) == [("", "4-0"), (f"{user}-2", "3-0")]

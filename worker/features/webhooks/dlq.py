@@ -1,43 +1,50 @@
 """Webhook dead letters: one hash field per event an endpoint never accepted.
 
 Dead-lettering writes the letter and acknowledges the stream entry in one MULTI, so an event is
-either pending (it will be delivered or redelivered) or in this hash, never neither. Replaying
-sends the delivery task again, then removes the letter only if it is still the one replayed (a
-replay that fails at once writes a new one, which stays).
+either pending in the endpoint's consumer group (it will be delivered or sent again) or in this
+hash, never neither. A replay marks the letter (``replayed_ms``) and sends the delivery again;
+the letter is removed only when that delivery succeeds, and replaced if it fails again, so a
+worker that dies during a replay loses nothing either (the operator replays again).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import redis
-
-from schemas.webhooks import WebhookDeadLetter, dead_letter_field
+from schemas.webhooks import DeliverArgs, WebhookDeadLetter, dead_letter_field
 from worker.features.webhooks.keys import dlq_key, group
 from worker.pipeline.keys import WorkerKeys
 
-Send = Callable[[str, str, bool], None]
-"""``send(endpoint, stream_id, replay)``: sends one ``reverie.deliver_webhook`` task."""
+SCAN_COUNT = 1000
 
 
 class UnknownDeadLetter(LookupError):
     """No webhook dead letter for that endpoint and event."""
 
 
-def dead_letter(client: redis.Redis, keys: WorkerKeys, letter: WebhookDeadLetter) -> None:
+class NotReplayable(ValueError):
+    """The letter's stream entry is gone (trimmed by the events cap): there is nothing to send."""
+
+
+def dead_letter(client: Any, keys: WorkerKeys, letter: WebhookDeadLetter) -> None:
+    """Write (or replace) the letter and acknowledge its entry, atomically."""
     pipe = client.pipeline(transaction=True)
     pipe.hset(dlq_key(keys), letter.field, letter.model_dump_json())
-    pipe.xack(keys.events, group(letter.endpoint), letter.stream_id)
+    pipe.xack(letter.stream, group(letter.endpoint), letter.stream_id)
     pipe.execute()
 
 
-def make_letter(endpoint: str, event_id: str, stream_id: str, attempts: int, *, status: int | None, error: str) -> WebhookDeadLetter:
+def make_letter(
+    args: DeliverArgs, attempts: int, *, event_id: str = "", user_id: str = "", status: int | None, error: str
+) -> WebhookDeadLetter:
     return WebhookDeadLetter(
-        endpoint=endpoint,
+        endpoint=args.endpoint,
         event_id=event_id,
-        stream_id=stream_id,
+        user_id=user_id,
+        stream=args.stream,
+        stream_id=args.stream_id,
         attempts=attempts,
         status=status,
         error=error,
@@ -45,38 +52,54 @@ def make_letter(endpoint: str, event_id: str, stream_id: str, attempts: int, *, 
     )
 
 
+def dead_letters(client: Any, keys: WorkerKeys, endpoint: str | None = None) -> list[WebhookDeadLetter]:
+    """Every webhook dead letter (of ``endpoint``), oldest first."""
+    raw = client.hgetall(dlq_key(keys))
+    letters = [WebhookDeadLetter.model_validate_json(v) for v in raw.values()]
+    return sorted((d for d in letters if endpoint in (None, d.endpoint)), key=lambda d: (d.at_ms, d.field))
+
+
+def get_letter(client: Any, keys: WorkerKeys, endpoint: str, ref: str) -> WebhookDeadLetter:
+    raw = client.hget(dlq_key(keys), dead_letter_field(endpoint, ref))
+    if raw is None:
+        raise UnknownDeadLetter(f"no webhook dead letter for endpoint {endpoint} event {ref}")
+    return WebhookDeadLetter.model_validate_json(raw)
+
+
+def replay(client: Any, keys: WorkerKeys, letter: WebhookDeadLetter, send: Callable[[DeliverArgs], None]) -> None:
+    """Send the delivery again (its attempts start over); the letter stays until it succeeds."""
+    if not letter.event_id or not client.xrange(letter.stream, letter.stream_id, letter.stream_id):
+        raise NotReplayable(
+            f"event {letter.ref} is no longer in {letter.stream} (trimmed by REVERIE_EVENTS_MAX_LEN): "
+            "nothing to send; drop the letter"
+        )
+    marked = letter.model_copy(update={"replayed_ms": int(time.time() * 1000)})
+    client.hset(dlq_key(keys), letter.field, marked.model_dump_json())
+    send(DeliverArgs(endpoint=letter.endpoint, stream=letter.stream, stream_id=letter.stream_id, replay=True))
+
+
+def replayed(client: Any, keys: WorkerKeys, args: DeliverArgs, ref: str) -> None:
+    """A replayed delivery succeeded: its letter goes."""
+    client.hdel(dlq_key(keys), dead_letter_field(args.endpoint, ref))
+
+
+def drop(client: Any, keys: WorkerKeys, endpoint: str, ref: str) -> bool:
+    return bool(client.hdel(dlq_key(keys), dead_letter_field(endpoint, ref)))
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def dead_letters(client: Any, keys: WorkerKeys) -> list[WebhookDeadLetter]:
-    """Every webhook dead letter, oldest first."""
-    raw = client.hgetall(dlq_key(keys))
-    letters = [WebhookDeadLetter.model_validate_json(v) for v in raw.values()]
-    return sorted(letters, key=lambda d: (d.at_ms, d.field))
+def _fields_of_user(client: Any, key: str, user_id: str) -> Iterator[str]:
+    for field, raw in client.hscan_iter(key, match=f"*|{user_id}:*", count=SCAN_COUNT):
+        if WebhookDeadLetter.model_validate_json(raw).user_id == user_id:
+            yield _s(field)
 
 
-def get_letter(client: Any, keys: WorkerKeys, endpoint: str, event_id: str) -> tuple[WebhookDeadLetter, bytes]:
-    raw = client.hget(dlq_key(keys), dead_letter_field(endpoint, event_id))
-    if raw is None:
-        raise UnknownDeadLetter(f"no webhook dead letter for endpoint {endpoint} event {event_id}")
-    return WebhookDeadLetter.model_validate_json(raw), raw
-
-
-def replay(client: redis.Redis, keys: WorkerKeys, endpoint: str, event_id: str, send: Send) -> WebhookDeadLetter:
-    """Send the delivery again (attempts start over) and remove the letter."""
-    letter, raw = get_letter(client, keys, endpoint, event_id)
-    send(letter.endpoint, letter.stream_id, True)
-    key, field = dlq_key(keys), letter.field
-    for _ in range(10):  # WATCH fails on any change to the hash: other letters come and go too
-        with client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.hget(key, field) == raw:  # else the replay already ended in a new letter: it stays
-                    pipe.multi()
-                    pipe.hdel(key, field)
-                    pipe.execute()
-                return letter
-            except redis.WatchError:
-                continue
-    return letter
+def letters_of_user(client: Any, keys: WorkerKeys, user_id: str) -> tuple[str, list[str]]:
+    """The dead-letter hash and the fields of ``user_id``'s letters (for ``forget``). Event ids
+    start with ``<user>:`` and ids hold no glob characters, so ``MATCH`` narrows the scan; the
+    letter's ``user_id`` decides."""
+    key = dlq_key(keys)
+    return key, list(_fields_of_user(client, key, user_id))

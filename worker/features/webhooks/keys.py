@@ -1,7 +1,8 @@
-"""The feature's Redis keys and names (on top of ``WorkerKeys``; the stream is ``keys.events``).
+"""The feature's Redis keys and names, on top of ``WorkerKeys``. The events streams themselves
+come from ``WorkerKeys.event_streams()`` (one today, one per shard once sharded).
 
 - ``p:webhook_dlq``  hash  ``<endpoint>|<event id>`` → dead letter (JSON, ``WebhookDeadLetter``)
-- consumer group ``webhook:<endpoint>`` on ``p:events``
+- consumer group ``webhook:<endpoint>`` on every events stream
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-RETRY_STATUSES = frozenset({429})
-"""Besides 5xx: the receiver is overloaded and says so."""
+RETRY_STATUSES = frozenset({408, 425, 429})
+"""Besides 5xx: the receiver timed out, is not ready, or is overloaded and says so. Any other
+answer that is not 2xx (a 4xx, or a 3xx: redirects are not followed) is final: the event is
+dead-lettered at once, to be replayed once the receiver is fixed."""
 
 
 def retryable_status(status: int) -> bool:
@@ -48,7 +50,8 @@ class Attempt:
 
 
 def next_delay_s(attempt: Attempt, number: int, *, base_s: float, cap_s: float, max_attempts: int) -> float | None:
-    """Seconds until the next try, or ``None`` to dead-letter (not retryable, or the last one)."""
+    """Seconds until the next try after attempt ``number`` (1-based), or ``None`` to dead-letter
+    (not retryable, or the last allowed attempt). ``Retry-After`` can only lengthen the wait."""
     if attempt.ok or not attempt.retryable or number >= max_attempts:
         return None
     delay = backoff_s(number, base_s, cap_s)

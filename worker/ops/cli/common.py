@@ -49,6 +49,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def settings(**overrides: Any) -> Settings:
+    from pydantic_settings import SettingsError
+
     from schemas.settings import Settings
 
     try:
@@ -58,6 +60,9 @@ def settings(**overrides: Any) -> Settings:
             "configuration: "
             + "; ".join(f"REVERIE_{p.split(':')[0].upper()}:{p.split(':', 1)[1]}" for p in describe_errors(e))
         )
+    except SettingsError as e:  # a JSON setting that is not JSON (REVERIE_WEBHOOKS, REVERIE_RETENTION)
+        field = str(e).split('"')[1] if str(e).count('"') >= 2 else "?"
+        fail(f"configuration: REVERIE_{field.upper()}: is not valid JSON")
 
 
 def redis_unreachable(e: BaseException) -> str:

@@ -10,7 +10,9 @@ import typer
 from producer.keys import member, split_member
 from worker.ops.cli.common import JsonOpt, check_id, cli, console, coordinator, fail, print_json, short_time, table
 
-dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: threads whose reflection kept failing.")
+dlq_cli = typer.Typer(
+    no_args_is_help=True, help="Dead letters: threads whose reflection kept failing, webhook events never delivered."
+)
 cli.add_typer(dlq_cli, name="dlq")
 
 

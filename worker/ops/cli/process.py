@@ -169,18 +169,25 @@ def parse_basic_auth(value: str, source: str) -> str:
 
 @cli.command()
 def dispatcher() -> None:
-    """Run a standalone dispatcher (workers run one each by default). It talks to Redis and the
-    broker only, so it runs beside a local-mode worker, which owns the Qdrant folder."""
+    """Run a standalone dispatcher (workers run one each by default), and the webhook relay when
+    REVERIE_WEBHOOKS is set. It talks to Redis and the broker only, so it runs beside a
+    local-mode worker, which owns the Qdrant folder."""
     import threading
 
-    from worker.app import create_app, make_dispatcher
+    from worker.app import create_app, make_dispatcher, make_relay
+    from worker.features.webhooks.relay import RelayThread
     from worker.observability.logs import configure
     from worker.runtime import build_coordinator
 
     s = settings()
     configure(s.log_level)
     stop = threading.Event()
+    app, coord = create_app(s), build_coordinator(s)
+    relay = RelayThread(make_relay(app, coordinator=coord)).start() if s.webhooks else None
     try:
-        make_dispatcher(create_app(s), coordinator=build_coordinator(s)).run(stop)
+        make_dispatcher(app, coordinator=coord).run(stop)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        if relay is not None:
+            relay.stop()
