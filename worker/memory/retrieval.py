@@ -1,7 +1,9 @@
 """Which existing memories the extractor sees. Beats LangMem's default (the last message, top 5):
 
 1. **Several queries**: each recent user turn plus the whole window (``retrieval_queries``),
-   searched in one batched Qdrant call, merged and de-duplicated by id (best score kept).
+   searched in one batched Qdrant call, merged and de-duplicated by id (best score kept). A user
+   with no memories in the namespace (the lexical scan found none) costs no embedding and no
+   search.
 2. **Obvious references are always included**: a memory whose entity terms (short string
    fields of its structured data, e.g. ``food_name="ラーメン"``, or capitalised names and
    katakana words in free text) appear verbatim in the conversation is pinned first, whatever its vector score. This
@@ -94,9 +96,12 @@ def select_existing(
     if limit == 0:
         return episode
     ns = namespace_key(parts)
-    queries = retrieval_queries(turns)
+    scan = store.list(user_id, ns=ns, limit=profile.lexical_scan_limit) if profile.lexical_scan_limit else []
+    # A scan that came back short of its limit read every memory of the namespace: if it found
+    # none, a vector search would find none either, so skip it and the query embeddings.
+    nothing_stored = profile.lexical_scan_limit > 0 and not scan
+    queries = [] if nothing_stored else retrieval_queries(turns)
     by_vector = (
         store.search_vectors(user_id, embedder.embed_query(queries), limit_per_query=limit, ns=ns) if queries else []
     )
-    scan = store.list(user_id, ns=ns, limit=profile.lexical_scan_limit) if profile.lexical_scan_limit else []
     return cap([*episode, *pinned(turns, scan)], by_vector, limit=limit, token_budget=profile.token_budget)
