@@ -24,3 +24,22 @@ def test_building_many_apps_registers_each_task_once_and_warns_nothing(redis_url
         assert app.tasks[REFLECT]._decorated_fun is reflect
         assert app.tasks[REFLECT].app is app
         app.close()
+
+
+def test_task_events_are_on_by_default_for_flower_and_follow_the_setting(monkeypatch, redis_url: str) -> None:
+    """Flower needs task events, so they are on unless REVERIE_TASK_EVENTS turns them off (both
+    the worker's and the dispatcher's task-sent event); a value that is not a boolean is refused
+    with the field's name."""
+    import pytest
+    from pydantic import ValidationError
+
+    on = create_app(Settings(redis_url=SecretStr(redis_url)))
+    assert on.conf.worker_send_task_events is True and on.conf.task_send_sent_event is True
+    monkeypatch.setenv("REVERIE_TASK_EVENTS", "false")
+    off = create_app(Settings(redis_url=SecretStr(redis_url)))
+    assert off.conf.worker_send_task_events is False and off.conf.task_send_sent_event is False
+    monkeypatch.setenv("REVERIE_TASK_EVENTS", "sometimes")
+    with pytest.raises(ValidationError, match="task_events"):
+        Settings()
+    on.close()
+    off.close()
