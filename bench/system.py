@@ -35,6 +35,8 @@ class System:
     ends: list[float] = field(default_factory=list)
     claims: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    commits: list[tuple[str, str, float]] = field(default_factory=list)
+    """(user, thread, wall-clock ms) of every committed or replayed reflection, when it ended."""
     committed: int = 0
     """Turns of committed (or replayed) reflections so far: kept as results arrive, so that the
     bench's wait loop does not rescan every result 50 times a second on the CPU it measures."""
@@ -157,6 +159,7 @@ def running_system(
             system.results.append(result)
             if result.outcome in ("committed", "replayed"):
                 system.committed += result.turns
+                system.commits.append((result.user_id, result.thread_id, time.time() * 1000))
 
     def on_claim(claim: Any) -> None:
         with system.lock:

@@ -95,3 +95,21 @@ def test_without_a_lexical_scan_the_vector_search_still_runs(store: MemoryStore)
     )
     assert [r.id for r in shown] == [mine]
     assert embedder.texts >= 1
+
+
+def test_a_search_among_the_scanned_ids_finds_what_the_full_search_finds(store: MemoryStore) -> None:
+    """Local mode names the scanned ids in the search: same hits, same order, same scores as the
+    search over the whole collection; ids of another user find nothing (the user filter holds)."""
+    theirs = [remember(store, "bob", f"bob fact {i} about ramen") for i in range(5)]
+    mine = [remember(store, "alice", text) for text in ("likes miso ramen", "lives in Osaka", "plays the cello")]
+    ns = "/".join(DEFAULT.format_namespace("alice"))
+    vectors = HashEmbedder(64).embed(["ramen in Osaka", "music"])
+    full = store.search_vectors("alice", vectors, limit_per_query=2, ns=ns)
+    among = store.search_vectors("alice", vectors, limit_per_query=2, ns=ns, ids=mine)
+    assert [(r.id, r.score) for r in among] == [(r.id, r.score) for r in full] and full
+    assert store.search_vectors("alice", vectors, ns=ns, ids=theirs) == []
+    assert store.search_vectors("alice", vectors, ns=ns, ids=[]) == []
+    shown = select_existing(
+        store, HashEmbedder(64), user_id="alice", thread_id="t", turns=turns("music"), profile=DEFAULT, limit=20
+    )
+    assert {r.id for r in shown} <= set(mine) and shown
