@@ -115,8 +115,11 @@ def running_system(
     workers: int = 1,
     concurrency: int = 32,
     celery_conf: dict[str, Any] | None = None,
+    qdrant_in_memory: bool = False,
     **overrides: Any,
 ) -> Iterator[System]:
+    """``qdrant_in_memory``: local mode without its folder (``:memory:``), so no point is written
+    to disk; everything else as in local mode (the Python filter passes, one lock)."""
     from worker.app import create_app, make_dispatcher
     from worker.pipeline.dispatcher import DispatcherThread
     from worker.runtime import build_runtime, install
@@ -131,7 +134,15 @@ def running_system(
         "log_level": "WARNING",
     }
     settings = Settings(**(base | overrides))
-    runtime = build_runtime(settings)
+    store = None
+    if qdrant_in_memory:
+        from qdrant_client import QdrantClient
+
+        from producer.memories.embeddings import make_embedder
+        from worker.memory.store import MemoryStore
+
+        store = MemoryStore(QdrantClient(location=":memory:"), make_embedder(settings), namespace=settings.namespace)
+    runtime = build_runtime(settings, store=store)
     producer = Producer(
         ProducerConfig(
             redis_url=env.redis_url,

@@ -82,32 +82,16 @@ def test_throughput_runs_commit_every_reflection(report) -> None:
 
 
 def test_sibling_threads_are_each_reflected_once_and_nothing_is_lost(report) -> None:
-    """Figure 9: every thread of every user is committed with one LLM call, the siblings that
-    waited for the user's lease were handed it, and no turn or memory is lost or doubled."""
-    run = sections(report)["9"]["counters"]
-    assert run["finished"]
-    assert run["ready_threads"] == run["users"] * run["threads"]
-    assert run["extraction_calls"] == run["expected_calls"] == run["users"] * run["threads"]
-    assert run["lost_turns"] == 0 and run["still_buffered"] == 0
-    assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
-    assert sorted(run["ready_lag_p50_by_sibling_ms"], key=int) == [str(n) for n in range(1, run["threads"] + 1)]
-
-
-def test_search_and_memory_counters(report) -> None:
-    """Search ran at each size; the import probes ran; the bench cleaned its keys."""
-    search = sections(report)["6"]["counters"]
-    assert [v["memories"] for v in search.values()] == [40, 80]
-    imports = sections(report)["7"]["counters"]["imports"]
-    assert set(imports) == {"sys", "redis", "producer"}
-    assert report["keys_cleaned_up"] >= 0
-    enqueue = sections(report)["2"]["counters"]
-    assert enqueue["hiredis"] is True
-
-
-def test_first_submits_are_all_accepted_and_warm_opens_one_connection_per_caller(report) -> None:
-    runs = sections(report)["8"]["counters"]
-    assert set(runs) == {"cold pool", "after warm()"}
+    """Figure 9, in local mode and with Qdrant in memory: every thread of every user is committed
+    with one LLM call, the siblings that waited for the user's lease were handed it, and no turn
+    or memory is lost or doubled."""
+    runs = sections(report)["9"]["counters"]
+    assert set(runs) == {"local", "in memory"}
     for run in runs.values():
-        assert run["submits"] > 0 and run["accepted"] == run["submits"]
-    assert runs["cold pool"]["warmed_connections"] == 0
-    assert runs["after warm()"]["warmed_connections"] == 40 * 2  # 40 callers, 2 trials at --tiny
+        assert run["finished"]
+        assert run["ready_threads"] == run["users"] * run["threads"]
+        assert run["extraction_calls"] == run["expected_calls"] == run["users"] * run["threads"]
+        assert run["lost_turns"] == 0 and run["still_buffered"] == 0
+        assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
+        assert sorted(run["ready_lag_p50_by_sibling_ms"], key=int) == [str(n) for n in range(1, run["threads"] + 1)]
+        assert run["handover_p50_ms"] is not None  # each user's second thread was handed the lease
