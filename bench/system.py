@@ -133,6 +133,8 @@ def running_system(
         "worker_concurrency": concurrency,
         "log_level": "WARNING",
     }
+    if qdrant_in_memory:  # no folder: nothing for the local read socket to sit beside
+        overrides = {"local_reads": False} | overrides
     settings = Settings(**(base | overrides))
     store = None
     if qdrant_in_memory:
