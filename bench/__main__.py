@@ -39,16 +39,20 @@ class Sizes:
     debounce_s: float = 1.0
     webhook_reflections: int = 40
     finalize_runs: int = 300
+    siblings: tuple[int, int, int] = (10, 4, 20)  # users, threads, turns (the side-by-side shape)
+    siblings_debounce_s: float = 2.0
 
 
 SIZES = {
-    "tiny": Sizes("tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5, 3, 10),
+    "tiny": Sizes(
+        "tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5, 3, 10, (2, 2, 3), 0.5
+    ),
     "quick": Sizes("quick", 5000, 100, 50, (10, 3, 4), 1000, 10.0, 200, 6, ((10, 100), (30, 100)), 15, 5, 20),
     "full": Sizes(
         "full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 20, 9, 200, 1.0, 300, 2000
     ),
 }
-FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 
 def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
@@ -56,9 +60,11 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
     from bench.env import bench_env
     from bench.first_submit import first_submits
     from bench.memory import memory
-    from bench.pipeline import dispatch_lag, economy, throughput
+    from bench.pipeline import dispatch_lag, economy
     from bench.report import Section
     from bench.search import search_latency
+    from bench.siblings import ready_lag
+    from bench.throughput import throughput
     from bench.webhooks import webhooks
     from tests.support.scripted_llm import ScriptedLLM
     from worker.observability.logs import configure
@@ -81,8 +87,13 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
             7: lambda: memory(env, runs=sizes.import_runs, reflections=sizes.worker_reflections),
             8: lambda: first_submits(env, trials=2 if sizes.name == "tiny" else 5),
             9: lambda: webhooks(env, reflections=sizes.webhook_reflections, finalize_runs=sizes.finalize_runs),
+            10: lambda: ready_lag(
+                env, users=su, threads=st, turns=sk, after_s=sizes.siblings_debounce_s, gap_s=0.05 if tiny else 0.3
+            ),
         }
         u, t, k = sizes.economy
+        su, st, sk = sizes.siblings
+        tiny = sizes.name == "tiny"
 
         def _with_llm(fn: Any) -> Section:
             with ScriptedLLM() as llm:

@@ -1,9 +1,8 @@
-"""Figures 3, 4 and 5: LLM-call economy, dispatch lag and reflection throughput, each through
+"""Figures 3 and 4: LLM-call economy and dispatch lag, each through
 the whole pipeline (producer → Redis → dispatcher → Celery worker → scripted LLM → Qdrant)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -12,7 +11,7 @@ from pydantic import SecretStr
 
 from bench.env import BenchEnv
 from bench.report import Section, percentile
-from bench.system import System, llm_subprocess, running_system
+from bench.system import System, running_system
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -245,127 +244,5 @@ def dispatch_lag(env: BenchEnv, *, threads: int, spread_s: float) -> Section:
         "README's dispatcher defaults (poll 0.1 s, batch 256). Reflections here are Redis-only (assistant "
         "turns, existing_limit=0) so that the figure is the dispatch path, not LLM capacity: with real "
         "extraction, 1,000 threads due at once wait for free worker threads (figure 5 gives the rate)."
-    )
-    return section
-
-
-class _CpuMeter:
-    """Per-thread CPU (``time.thread_time``) spent inside wrapped calls, summed by label."""
-
-    def __init__(self) -> None:
-        self.ms: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    def wrap(self, label: str, fn: Any) -> Any:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self.lock:
-                    self.ms[label] += (time.thread_time() - t0) * 1000
-
-        return timed
-
-
-def _meter(system: System) -> _CpuMeter:
-    meter = _CpuMeter()
-    store, reflector = system.runtime.store, system.runtime.reflector
-    store.search_vectors = meter.wrap("qdrant_local", store.search_vectors)
-    store.apply = meter.wrap("qdrant_local", store.apply)
-    factory = reflector.extractor_for
-
-    def extractor_for(profile: Any) -> Any:
-        extractor = factory(profile)
-        if not getattr(extractor, "_bench_metered", False):
-            extractor.extract = meter.wrap("llm_client", extractor.extract)
-            extractor._bench_metered = True
-        return extractor
-
-    reflector.extractor_for = extractor_for
-    reflector.run = meter.wrap("reflection", reflector.run)
-    return meter
-
-
-def throughput_run(env: BenchEnv, base_url: str, name: str, *, reflections: int, concurrency: int) -> dict[str, Any]:
-    with running_system(
-        env, name, concurrency=concurrency, after_seconds=0.0, max_wait_s=600.0, **_llm(base_url)
-    ) as system:
-        meter = _meter(system)
-        users = [f"{name}u{i}" for i in range(reflections)]
-        cpu0 = time.process_time()
-        t0 = time.time() * 1000
-        for u in users:
-            turns = [{"role": "user", "content": f"{u} likes ramen", "id": "1"}, {"role": "assistant", "content": "ok"}]
-            system.producer.submit(u, "t", turns, after_seconds=0)
-        system.wait(lambda: system.committed_turns() >= 2 * reflections and system.idle(), timeout_s=30 + reflections)
-        cpu = time.process_time() - cpu0
-        with system.lock:
-            first = min((ms for _, _, ms in system.starts), default=t0)
-            last = max(system.ends, default=t0)
-        committed = sum(1 for r in system.results if r.outcome == "committed")
-        wall_s = (last - first) / 1000
-        per = max(committed, 1)
-        in_reflection = meter.ms["reflection"] - meter.ms["llm_client"] - meter.ms["qdrant_local"]
-        return {
-            "reflections": reflections,
-            "committed": committed,
-            "concurrency": concurrency,
-            "wall_s": round(wall_s, 3),
-            "rate_per_s": committed / wall_s if wall_s > 0 else float("nan"),
-            "cpu_s": round(cpu, 3),
-            "cpu_ms_per_reflection": 1000 * cpu / per,
-            "cpu_ms_llm_client": meter.ms["llm_client"] / per,
-            "cpu_ms_qdrant_local": meter.ms["qdrant_local"] / per,
-            "cpu_ms_rest_of_reflection": in_reflection / per,
-            "cpu_ms_outside_reflection": (1000 * cpu - meter.ms["reflection"]) / per,
-            "llm_calls": system.runtime.coordinator.stats().get("llm_calls", 0),
-            "outcomes": system.outcomes(),
-        }
-
-
-def throughput(
-    env: BenchEnv, *, reflections: int, serial: int, latency_s: float = 0.5, warm_up: bool = True
-) -> Section:
-    """Figure 5."""
-    section = Section("5. reflection throughput")
-    with llm_subprocess(latency_s) as base_url:
-        if warm_up:  # lazy imports (openai types on the first call), connection pools
-            throughput_run(env, base_url, "thrw", reflections=4, concurrency=4)
-        runs = {
-            "serial": throughput_run(env, base_url, "thr1", reflections=serial, concurrency=1),
-            "c32": throughput_run(env, base_url, "thr32", reflections=reflections, concurrency=32),
-            "c64": throughput_run(env, base_url, "thr64", reflections=reflections, concurrency=64),
-        }
-    serial_rate = runs["serial"]["rate_per_s"]
-    for key, label in (("c32", "threads pool, concurrency 32 (default)"), ("c64", "threads pool, concurrency 64")):
-        r = runs[key]
-        section.add(
-            "5",
-            f"reflections/s, {label}",
-            r["rate_per_s"],
-            "/s",
-            "serial, one at a time",
-            serial_rate,
-            "≥ 50/s (≥ 25× serial)",
-            r["rate_per_s"] >= 50,
-            note=f"CPU {r['cpu_ms_per_reflection']:.1f} ms per reflection",
-        )
-        section.add(
-            "5",
-            f"CPU per reflection, {label}",
-            r["cpu_ms_per_reflection"],
-            "ms",
-            "serial",
-            runs["serial"]["cpu_ms_per_reflection"],
-            note=f"litellm call {r['cpu_ms_llm_client']:.1f} ms, local Qdrant {r['cpu_ms_qdrant_local']:.1f} ms, "
-            f"rest of reflection {r['cpu_ms_rest_of_reflection']:.1f} ms, Celery+dispatcher+producer "
-            f"{r['cpu_ms_outside_reflection']:.1f} ms",
-        )
-    section.counters = runs
-    section.notes.append(
-        f"{latency_s * 1000:.0f} ms scripted LLM latency per call (scripted server in its own process); one user "
-        "per reflection, two turns each, local-mode Qdrant. Rate = committed reflections / (last end − first "
-        "start); CPU = this process's CPU time (producer, dispatcher, Celery worker, litellm, Qdrant) / committed."
     )
     return section

@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         "and a dev chat server can read while it owns the Qdrant folder.",
     )
     worker_concurrency: int = Field(default=32, ge=1, le=1024, description="Threads per worker process.")
+    task_events: bool = Field(
+        default=True,
+        description="Send Celery task events: Flower's task list and Reverie's states in it need them. Off: "
+        "4 fewer broker messages and about 2 ms less worker CPU per reflection, and Flower shows no tasks.",
+    )
     result_ttl_s: int = Field(
         default=3600, ge=60, le=30 * 86400, description="Celery results of commits and failures are kept this long."
     )

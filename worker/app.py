@@ -60,8 +60,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_concurrency=settings.worker_concurrency,
         # Flower: task events and STARTED state. Results are small summaries of commits and
         # failures only (no-work outcomes store none), kept REVERIE_RESULT_TTL_S; Redis expires them.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         task_track_started=False,  # STARTED reaches Flower as an event; storing it would leave a key per task
         result_expires=settings.result_ttl_s,
         # Time limits (enforced by prefork/gevent pools; threads rely on the LLM/Qdrant

@@ -67,10 +67,10 @@ def user_filter(
     """The filter every store call carries: this user's live points (of ``kind``, among ``ids``,
     in profile namespace ``ns``). Tombstoned memories are excluded from every read."""
     must: list[Any] = [qm.FieldCondition(key="user_id", match=qm.MatchValue(value=user_id))]
+    if ids is not None:  # first: local mode checks conditions in order, and an id check is cheap
+        must.insert(0, qm.HasIdCondition(has_id=list(ids)))
     if kind is not None:
         must.append(qm.FieldCondition(key="kind", match=qm.MatchValue(value=kind)))
-    if ids is not None:
-        must.append(qm.HasIdCondition(has_id=list(ids)))
     if ns is not None:
         must.append(qm.FieldCondition(key="ns_key", match=qm.MatchValue(value=ns)))
     return qm.Filter(must=must, must_not=[qm.FieldCondition(key="deleted", match=qm.MatchValue(value=True))])

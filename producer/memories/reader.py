@@ -150,10 +150,12 @@ class MemoryReader:
         kind: str | None = None,
         limit_per_query: int = 10,
         ns: str | None = None,
+        ids: Sequence[str] | None = None,
     ) -> Records:
-        """Several queries at once; results merged, de-duplicated by id (best score kept), best first."""
+        """Several queries at once; results merged, de-duplicated by id (best score kept), best first.
+        ``ids``: only among these memories (the user filter applies as well)."""
         check_id(user_id)
-        if not vectors or limit_per_query < 1:
+        if not vectors or limit_per_query < 1 or (ids is not None and not ids):
             return []
         with self.pinned():
             for vector in vectors:
@@ -161,7 +163,8 @@ class MemoryReader:
             name = self._existing_collection(user_id)
             if name is None:
                 return []
-            flt = user_filter(user_id, kind=kind, ns=ns)
+            pids = None if ids is None else list(dict.fromkeys(point_id(i) for i in ids))
+            flt = user_filter(user_id, kind=kind, ns=ns, ids=pids)
             requests = [
                 qm.QueryRequest(query=vector, filter=flt, limit=limit_per_query, with_payload=True)
                 for vector in vectors

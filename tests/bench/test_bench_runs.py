@@ -37,9 +37,9 @@ def sections(report: dict) -> dict[str, dict]:
 
 
 def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
-    """Nine figures; every row names its reference and carries the ratio to it."""
+    """Ten figures; every row names its reference and carries the ratio to it."""
     found = sections(report)
-    assert sorted(found) == [str(n) for n in range(1, 10)]
+    assert sorted(found, key=int) == [str(n) for n in range(1, 11)]
     for section in found.values():
         assert section["rows"], section["name"]
         for row in section["rows"]:
@@ -71,10 +71,14 @@ def test_every_due_thread_is_reflected(report) -> None:
 
 
 def test_throughput_runs_commit_every_reflection(report) -> None:
-    """Serial and concurrent runs commit one reflection (one LLM call) per thread."""
-    for run in sections(report)["5"]["counters"].values():
+    """Serial and concurrent runs, task events on and off, commit one reflection (one LLM call)
+    per thread; the CPU breakdown has its parts."""
+    runs = sections(report)["5"]["counters"]
+    assert set(runs) == {"serial", "c32", "c32 events off", "c64"}
+    for run in runs.values():
         assert run["committed"] == run["reflections"]
         assert run["llm_calls"] == run["reflections"]
+        assert {"cpu_ms_llm_client", "cpu_ms_qdrant_local", "cpu_ms_embedding", "cpu_ms_outside_reflection"} <= set(run)
 
 
 def test_search_and_memory_counters(report) -> None:
@@ -107,3 +111,19 @@ def test_webhooks_deliver_every_event_and_finalize_writes_them(report) -> None:
     fin = counters["finalize"]
     assert fin["outcomes"] == {"ok": 2 * fin["runs_each"] + 2}
     assert fin["events_written"] == 5 * (fin["runs_each"] + 1)
+
+
+def test_sibling_threads_are_each_reflected_once_and_nothing_is_lost(report) -> None:
+    """Figure 10, in local mode and with Qdrant in memory: every thread of every user is committed
+    with one LLM call, the siblings that waited for the user's lease were handed it, and no turn
+    or memory is lost or doubled."""
+    runs = sections(report)["10"]["counters"]
+    assert set(runs) == {"local", "in memory"}
+    for run in runs.values():
+        assert run["finished"]
+        assert run["ready_threads"] == run["users"] * run["threads"]
+        assert run["extraction_calls"] == run["expected_calls"] == run["users"] * run["threads"]
+        assert run["lost_turns"] == 0 and run["still_buffered"] == 0
+        assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
+        assert sorted(run["ready_lag_p50_by_sibling_ms"], key=int) == [str(n) for n in range(1, run["threads"] + 1)]
+        assert run["handover_p50_ms"] is not None  # each user's second thread was handed the lease

@@ -40,3 +40,22 @@ def test_the_webhook_relay_runs_where_a_dispatcher_does(redis_url: str) -> None:
         app = create_app(Settings(**base, **overrides))
         assert set(app.steps["worker"]) & {DispatcherStep, WebhookRelayStep} == steps
         app.close()
+
+
+def test_task_events_are_on_by_default_for_flower_and_follow_the_setting(monkeypatch, redis_url: str) -> None:
+    """Flower needs task events, so they are on unless REVERIE_TASK_EVENTS turns them off (both
+    the worker's and the dispatcher's task-sent event); a value that is not a boolean is refused
+    with the field's name."""
+    import pytest
+    from pydantic import ValidationError
+
+    on = create_app(Settings(redis_url=SecretStr(redis_url)))
+    assert on.conf.worker_send_task_events is True and on.conf.task_send_sent_event is True
+    monkeypatch.setenv("REVERIE_TASK_EVENTS", "false")
+    off = create_app(Settings(redis_url=SecretStr(redis_url)))
+    assert off.conf.worker_send_task_events is False and off.conf.task_send_sent_event is False
+    monkeypatch.setenv("REVERIE_TASK_EVENTS", "sometimes")
+    with pytest.raises(ValidationError, match="task_events"):
+        Settings()
+    on.close()
+    off.close()

@@ -198,8 +198,22 @@ class LLMClient:
         if tokens is not None:
             usage.prompt_tokens += int(getattr(tokens, "prompt_tokens", 0) or 0)
             usage.completion_tokens += int(getattr(tokens, "completion_tokens", 0) or 0)
-        try:
-            usage.cost_usd += float(litellm.completion_cost(completion_response=response) or 0.0)
-        except Exception:  # the cost map has no price for this model (e.g. a local one): cost unknown
+        cost = response_cost(litellm, response)
+        if cost is None:  # the cost map has no price for this model (e.g. a local one): cost unknown
             log.debug("llm cost unknown", model=self.model)
+        usage.cost_usd += cost or 0.0
         return response
+
+
+def response_cost(litellm: Any, response: Any) -> float | None:
+    """The price of one response in USD, None if litellm's price table has no entry. litellm
+    prices every response it returns (``_hidden_params["response_cost"]``, None when unknown);
+    pricing it again costs about 5% of a call's CPU, so only responses without it are."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, dict) and "response_cost" in hidden:
+        cost = hidden["response_cost"]
+        return float(cost) if cost is not None else None
+    try:
+        return float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:
+        return None

@@ -1,7 +1,9 @@
 """Which existing memories the extractor sees. Beats LangMem's default (the last message, top 5):
 
 1. **Several queries**: each recent user turn plus the whole window (``retrieval_queries``),
-   searched in one batched Qdrant call, merged and de-duplicated by id (best score kept).
+   searched in one batched Qdrant call, merged and de-duplicated by id (best score kept). A user
+   with no memories in the namespace (the lexical scan found none) costs no embedding and no
+   search; in local mode the search is restricted to the ids the scan found.
 2. **Obvious references are always included**: a memory whose entity terms (short string
    fields of its structured data, e.g. ``food_name="ラーメン"``, or capitalised names and
    katakana words in free text) appear verbatim in the conversation is pinned first, whatever its vector score. This
@@ -23,6 +25,9 @@ from schemas.messages import BufferedTurn
 from schemas.profiles import Profile, namespace_key
 from worker.memory.planning import episode_id, retrieval_queries
 
+LOCAL_ID_FILTER_MAX = 128
+"""Up to this many ids, an id condition is cheaper than the user filter in local mode (its check
+builds a tuple of the ids per point, so a long list costs as much as the filter it saves)."""
 MAX_TERM_CHARS = 40
 MIN_TERM_CHARS = 2
 _NAME = re.compile(r"\b[A-Z][\w'-]{2,}")
@@ -94,9 +99,27 @@ def select_existing(
     if limit == 0:
         return episode
     ns = namespace_key(parts)
-    queries = retrieval_queries(turns)
-    by_vector = (
-        store.search_vectors(user_id, embedder.embed_query(queries), limit_per_query=limit, ns=ns) if queries else []
-    )
     scan = store.list(user_id, ns=ns, limit=profile.lexical_scan_limit) if profile.lexical_scan_limit else []
+    ids = stored_ids(scan, profile.lexical_scan_limit)
+    queries = [] if ids == [] else retrieval_queries(turns)  # no memories: nothing to embed or search
+    by_vector = (
+        store.search_vectors(
+            user_id,
+            embedder.embed_query(queries),
+            limit_per_query=limit,
+            ns=ns,
+            ids=ids if store.local and ids is not None and len(ids) <= LOCAL_ID_FILTER_MAX else None,
+        )
+        if queries
+        else []
+    )
     return cap([*episode, *pinned(turns, scan)], by_vector, limit=limit, token_budget=profile.token_budget)
+
+
+def stored_ids(scan: list[MemoryRecord], scan_limit: int) -> list[str] | None:
+    """Every memory id of the namespace if the lexical scan read them all (it came back short of
+    its limit), else None. An empty list: the user has none there, and a vector search would
+    find nothing. Local mode evaluates a filter point by point in Python for each query, over
+    every user's points; an id condition checked first is the cheap part of that (about 2× per
+    query here), so there the search names these ids too (the user filter still applies)."""
+    return [r.id for r in scan] if scan_limit and len(scan) < scan_limit else None

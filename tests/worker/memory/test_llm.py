@@ -43,3 +43,23 @@ def test_warm_up_leaves_no_event_loop_behind() -> None:
     )
     assert done.returncode == 0 and "warmed" in done.stdout, done.stderr[-2000:]
     assert "unclosed event loop" not in done.stderr
+
+
+@pytest.mark.parametrize(("model", "priced"), [("openai/gpt-4o-mini", True), ("openai/scripted-local", False)])
+def test_usage_counts_litellms_price_of_each_call(model: str, priced: bool, scripted) -> None:
+    """The cost counted is litellm's price table's (the same figure completion_cost gives), and 0
+    for a model the table does not know."""
+    import litellm
+
+    from worker.memory.llm import LLMClient, Usage
+
+    usage = Usage()
+    response = LLMClient(model, api_base=scripted.base_url, api_key="sk-test").complete(
+        [{"role": "user", "content": "hi"}], None, usage
+    )
+    assert usage.llm_calls == 1 and usage.prompt_tokens > 0
+    if priced:
+        assert usage.cost_usd > 0
+        assert usage.cost_usd == pytest.approx(litellm.completion_cost(completion_response=response))
+    else:
+        assert usage.cost_usd == 0.0
