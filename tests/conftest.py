@@ -32,7 +32,7 @@ from tests.support.procs import WorkerProcess, Zygote, settings_env
 from tests.support.scripted_llm import ScriptedLLM
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
-PERSISTENT_OK = ("stats", "changed_ss", "events")
+PERSISTENT_OK = ("stats", "changed_ss", "events", "layout")
 """Keys allowed to outlive a test without a TTL: counters, and users awaiting consolidation
 (bounded by the number of users, drained by each consolidation run), and the change events
 stream (capped by events_max_len)."""
@@ -224,19 +224,23 @@ class System:
         )
 
     def idle(self) -> bool:
-        keys = self.runtime.coordinator.keys
-        # One MULTI: read separately, a deferred thread moving from in-flight back to due
-        # between the two reads looked idle.
-        pipe = self.redis.pipeline(transaction=True)
-        due, inflight = pipe.zcard(keys.due_ss).zcard(keys.inflight_ss).execute()
-        return due == 0 and inflight == 0
+        for shard in self.runtime.coordinator.keys.all_shards():
+            # One MULTI per shard: read separately, a deferred thread moving from in-flight
+            # back to due between the two reads looked idle.
+            pipe = self.redis.pipeline(transaction=True)
+            due, inflight = pipe.zcard(shard.due_ss).zcard(shard.inflight_ss).execute()
+            if due or inflight:
+                return False
+        return True
 
     def quiet(self) -> bool:
         """Nothing in flight and nothing due in the next 2 s (threads due later will not run
         before teardown anyway, so waiting for them only wastes time)."""
-        keys = self.runtime.coordinator.keys
         soon_ms = (time.time() + 2.0) * 1000
-        return self.redis.zcard(keys.inflight_ss) == 0 and self.redis.zcount(keys.due_ss, "-inf", soon_ms) == 0
+        for shard in self.runtime.coordinator.keys.all_shards():
+            if self.redis.zcard(shard.inflight_ss) or self.redis.zcount(shard.due_ss, "-inf", soon_ms):
+                return False
+        return True
 
     def wait_idle(self, timeout_s: float = 20.0) -> None:
         self.wait_for(self.idle, timeout_s, "no due or in-flight threads")

@@ -28,6 +28,10 @@ class LLMUnavailable(ReverieError):
     """The LLM kept failing (429/5xx/timeouts) after retries."""
 
 
+class ConfigError(ReverieError, ValueError):
+    """Settings that cannot run together (named in the message), found before anything starts."""
+
+
 class InvalidTaskArguments(ReverieError):
     """A reflect task arrived with arguments that are not (user_id, thread_id, generation)."""
 
@@ -37,6 +41,7 @@ EXPECTED: tuple[type[Exception], ...] = (ReverieError, StoreUnavailable, Profile
 
 __all__ = [
     "EXPECTED",
+    "ConfigError",
     "ExtractionFailed",
     "ForeignMemoryError",
     "InvalidTaskArguments",

@@ -169,10 +169,10 @@ class Reflector:
         except Exception as e:  # failed extractions cost calls too: count them before failing
             usage = getattr(e, "usage", None)
             if isinstance(usage, Usage):
-                self.coordinator.incr_stats(**usage.stats(), llm_calls_in_failures=usage.llm_calls)
+                self.coordinator.incr_stats(u, **usage.stats(), llm_calls_in_failures=usage.llm_calls)
             raise
         self.coordinator.incr_stats(
-            **out.stats(), llm_text_replies=out.text_replies, llm_text_tool_calls=out.text_tool_calls
+            u, **out.stats(), llm_text_replies=out.text_replies, llm_text_tool_calls=out.text_tool_calls
         )
         plan = build_plan(
             user_id=u,
@@ -193,7 +193,7 @@ class Reflector:
             self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
             return self._result("rolled_back", args, out, extractor, len(snap.turns), reason=REASONS["rolled_back"])
         if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
-            self.coordinator.incr_stats(committed_overdue=1)
+            self.coordinator.incr_stats(u, committed_overdue=1)
             log.info("committing past max_wait", turns=len(snap.turns))
         elif status != "ok":
             raise _Retryable(f"commit refused: {status}")

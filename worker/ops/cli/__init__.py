@@ -2,7 +2,7 @@
 
 Commands live in small modules by concept: ``process`` (demo, worker, beat, flower,
 dispatcher), ``data`` (submit, search, memories, forget), ``memory`` (history, consolidate),
-``ops`` (pending, stats, dlq),
+``ops`` (pending, stats, dlq), ``shards`` (reshard),
 ``events`` (the change events stream) and ``observe`` (health, metrics). Importing them registers them on ``cli``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import data, evaluate, events, memory, observe, ops, process  # noqa: F401  (registers the commands)
+from worker.ops.cli import data, evaluate, events, memory, observe, ops, process, shards  # noqa: F401  (registers)
 from worker.ops.cli.common import cli, err, redis_unreachable
 
 __all__ = ["cli", "main"]
