@@ -51,11 +51,11 @@ class RedisCollector(Collector):
 
     def snapshot(self) -> dict[str, float]:
         """The raw numbers behind the metrics (also used by ``reverie stats``), summed over the
-        shards: one pipeline (one round trip per primary on a cluster)."""
+        shards: ``TIME``, then one pipeline (one round trip per primary on a cluster)."""
         r, keys = self.coordinator.r, self.coordinator.keys
         shards = keys.all_shards()
+        now = r.time()  # not in the pipeline: a cluster pipeline refuses keyless commands
         pipe = r.pipeline(transaction=False)
-        pipe.time()
         for shard in shards:
             pipe.hgetall(shard.stats)
             pipe.zcard(shard.due_ss)
@@ -64,7 +64,7 @@ class RedisCollector(Collector):
             pipe.zrange(shard.due_ss, 0, 0, withscores=True)
             pipe.zrange(shard.due_ss, 0, BUFFER_SAMPLE - 1)
             pipe.zrange(shard.inflight_ss, 0, BUFFER_SAMPLE - 1)
-        now, *replies = pipe.execute()
+        replies = pipe.execute()
         rows = [replies[n : n + 7] for n in range(0, len(replies), 7)]
         out: dict[str, float] = {k: float(v) for k, v in sum_counters([row[0] for row in rows]).items()}
         now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
