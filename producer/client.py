@@ -28,7 +28,7 @@ from producer.config import ProducerConfig
 from producer.connect import UNAVAILABLE, AsyncClient, SyncClient, is_cluster, open_async, open_sync, where
 from producer.errors import ProducerUnavailable, ShardClosed
 from producer.keys import Keys
-from producer.replicas import submit_and_wait, submit_and_wait_async
+from producer.replicas import call_and_wait, call_and_wait_async
 from producer.scripts import SubmitScripts
 from producer.throttle import Throttled
 from schemas.messages import Message, SubmitReceipt, SubmitRequest
@@ -216,7 +216,7 @@ class Producer(_Base):
         keys = core.submit_keys(self.keys, user_id, thread_id)
         if not self.config.replica_wait_ms:
             return self.scripts.submit(keys=keys, args=argv), None
-        return submit_and_wait(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)
+        return call_and_wait(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)
 
     def _check_layout(self) -> None:
         self._adopt(layout.resolve(self.client, self.keys, where=self._where()))
@@ -347,7 +347,7 @@ class AsyncProducer(_Base):
         keys = core.submit_keys(self.keys, user_id, thread_id)
         if not self.config.replica_wait_ms:
             return await self.scripts.submit(keys=keys, args=argv), None
-        return await submit_and_wait_async(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)
+        return await call_and_wait_async(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)
 
     async def _check_layout(self) -> None:
         self._adopt(await layout.resolve_async(self.client, self.keys, where=self._where()))

@@ -18,6 +18,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     RedisClusterException,
+    RedisError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -37,6 +38,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     RedisClusterException,  # "Redis Cluster cannot be connected": no startup node answered
 )
 """Errors that mean "Redis did not answer in time", for the producer's ``on_unavailable`` policy."""
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException)
+"""Every error a Redis or Redis Cluster client raises (``RedisClusterException`` is not a
+``RedisError``): what a loop that must survive a failover catches."""
 
 
 def open_sync(url: str, *, cluster: bool = False, **kwargs: Any) -> SyncClient:

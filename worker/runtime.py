@@ -157,6 +157,7 @@ def build_coordinator(settings: Settings) -> Coordinator:
         history_ttl_s=settings.history_retention_s,
         history_max=settings.history_max_entries,
         events_max_len=settings.events_max_len,
+        replica_wait_ms=settings.replica_wait_ms,
     )
 
 

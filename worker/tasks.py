@@ -15,8 +15,8 @@ import structlog
 from celery import Celery, Task
 from celery.exceptions import Ignore
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
+from producer.connect import REDIS_ERRORS
 from producer.core import describe_errors
 from schemas.ids import check_id
 from schemas.reflection import ReflectArgs
@@ -94,7 +94,7 @@ def _observe(runtime: Any, user_id: str, outcome: str, started: float) -> None:
     """The reflection's duration: this process's histogram, and the fleet's (Redis)."""
     seconds = time.monotonic() - started
     observe_reflection(outcome, seconds)
-    with contextlib.suppress(RedisError):  # a metric must never fail a reflection
+    with contextlib.suppress(*REDIS_ERRORS):  # a metric must never fail a reflection
         runtime.coordinator.incr_stats(user_id, **observations(REFLECTION, [seconds], label=outcome))
 
 

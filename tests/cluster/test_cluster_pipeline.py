@@ -20,9 +20,7 @@ from worker.features.forget import forget_user
 
 def llm_system(make_cluster_system: Any, scripted: Any, **overrides: Any) -> Any:
     scripted.set_responder(insert_each_user_turn)
-    return make_cluster_system(
-        model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides
-    )
+    return make_cluster_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides)
 
 
 def users_in_distinct_shards(keys: Any, n: int, name: str = "u") -> list[str]:
@@ -104,7 +102,8 @@ def test_append_is_idempotent_by_message_id(make_cluster_system, scripted) -> No
     first = system.producer.submit(user, "t", turns)
     again = system.producer.submit(user, "t", turns)
     mixed = system.producer.submit(user, "t", [*turns, {"role": "user", "content": "new one", "id": "m3"}])
-    assert (first.accepted, again.status, again.duplicates, mixed.accepted, mixed.duplicates) == (3, "duplicate", 3, 1, 3)
+    assert (first.accepted, again.status, again.duplicates) == (3, "duplicate", 3)
+    assert (mixed.accepted, mixed.duplicates) == (1, 3)
     assert system.redis.llen(system.runtime.coordinator.keys.buffer(user, "t")) == 4
     system.wait_for(lambda: len(system.committed(user)) == 1, what="commit")
     system.wait_idle()
@@ -156,7 +155,8 @@ def test_forget_removes_a_user_everywhere_on_the_cluster(make_cluster_system, sc
     system.runtime.coordinator.reschedule(
         user, "dead", token=None, generation=1, delay_ms=0, failure=letter, max_attempts=1
     )
-    counts = forget_user(system.runtime, user, celery_prefix=system.app.conf.broker_transport_options["global_keyprefix"])
+    celery_prefix = system.app.conf.broker_transport_options["global_keyprefix"]
+    counts = forget_user(system.runtime, user, celery_prefix=celery_prefix)
     assert (counts["memories"], counts["buffered_turns"], counts["due"], counts["dead_letters"]) == (1, 2, 1, 1)
     assert counts["task_results"] >= 1, "the Celery result on the plain Redis goes too"
     prefix = system.settings.key_prefix

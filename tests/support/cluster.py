@@ -235,6 +235,31 @@ class LocalCluster:
                         return next(n for n in self.nodes if n.port == int(served_by[1]))
         raise LookupError(f"no live primary serves slot {slot}")
 
+    def replica_of(self, primary: Node) -> Node:
+        """The live replica that follows ``primary``."""
+        for node in self.nodes:
+            if node is not primary and node.alive():
+                with contextlib.closing(node.client()) as c:
+                    info = c.info("replication")
+                if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
+                    return node
+        raise LookupError(f"no live replica follows port {primary.port}")
+
+    def pause(self, node: Node) -> None:
+        """SIGSTOP: the node stops reading (a replica falls behind its primary meanwhile)."""
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGSTOP)
+
+    def cut_replication(self, primary: Node) -> None:
+        """Close the primary's connections to its replicas (a network cut): what the primary
+        accepts afterwards reaches no replica until one reconnects (a paused one cannot)."""
+        with contextlib.closing(primary.client()) as c:
+            c.execute_command("CLIENT", "KILL", "TYPE", "replica")
+
+    def resume(self, node: Node) -> None:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGCONT)
+
     def kill(self, node: Node) -> None:
         """SIGKILL, as a crashed machine: no shutdown, no last write to its replica."""
         assert node.proc is not None

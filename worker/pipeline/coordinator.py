@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import structlog
 
 from producer.keys import Keys, member, split_member
+from producer.replicas import target
 from schemas.errors import DecodeError
 from schemas.events import encode_events
 from schemas.messages import BufferedTurn
@@ -19,6 +21,8 @@ from worker.memory.history import encode, entries_from_plan
 from worker.pipeline.keys import WorkerKeys
 from worker.pipeline.scripts import PipelineScripts, run_many
 from worker.pipeline.shards import fair_share, sum_counters
+
+log = structlog.get_logger("reverie.coordinator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +77,11 @@ class Coordinator:
         history_ttl_s: int = 90 * 86400,
         history_max: int = 10_000,
         events_max_len: int = 0,
+        replica_wait_ms: int = 0,
     ) -> None:
         self.r = client
+        self.replica_wait_ms = replica_wait_ms
+        """``WAIT`` for one replica after journaling a commit plan (0: do not wait)."""
         self.keys = WorkerKeys.of(keys)
         self.scripts = PipelineScripts(client)
         self.history_ttl_s = history_ttl_s
@@ -174,6 +181,23 @@ class Coordinator:
                 args=[token, plan.generation, policy, plan.model_dump_json()],
             )
         )
+
+    def journal_replicated(self, user_id: str) -> bool:
+        """With ``replica_wait_ms``: is what the user's shard holds so far (the commit journal
+        included) on a replica? ``WAIT 1``; a primary with no replica connected counts as yes
+        (no failover can promote a replica that lacks it). Checked before memories are written,
+        so that a failover replays the journal (same ids) rather than reflecting again (new ids:
+        duplicates)."""
+        if not self.replica_wait_ms:
+            return True
+        node = target(self.r, self.keys.lease(user_id))
+        if int(self.r.execute_command("WAIT", 1, self.replica_wait_ms, **node)) >= 1:
+            return True
+        role = self.r.execute_command("ROLE", **node)
+        if len(role[2]) == 0:
+            log.warning("no replica connected: the commit journal is on the primary only", user_id=user_id)
+            return True
+        return False
 
     def finalize(self, token: int, plan: CommitPlan, idle_ttl_s: int = 86400) -> str:
         u, t = plan.user_id, plan.thread_id

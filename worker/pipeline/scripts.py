@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from producer.replicas import target
 from producer.scripts import ScriptSet
 
 ScriptCall = tuple[Sequence[str], Sequence[Any]]
@@ -51,8 +52,8 @@ class PipelineScripts(ScriptSet):
 
 def _send(client: Any, script: Any, calls: Sequence[ScriptCall]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
-    for keys, args in calls:
-        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # cluster pipelines block .evalsha()
+    for keys, args in calls:  # cluster pipelines refuse .evalsha(); the target spares a COMMAND GETKEYS
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **target(client, keys[0]))
     return list(pipe.execute(raise_on_error=False))
 
 
