@@ -57,8 +57,8 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=10_000,
-        description="Producer: WAIT for one replica up to this long after each submit (pipelined, one round "
-        "trip); 0 does not wait. Must be below redis_timeout_s.",
+        description="WAIT for one replica up to this long after each submit (producer) and each commit "
+        "journal (worker), pipelined in the same round trip; 0 does not wait. Below redis_timeout_s.",
     )
 
     # Debounce
