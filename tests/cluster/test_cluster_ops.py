@@ -131,3 +131,14 @@ def test_cli_refuses_another_shard_count(run, cluster_producer) -> None:
     assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert "16 shard(s)" in line and "4 shard(s)" in line and "reverie reshard 4" in line, line
+
+
+def test_health_checks_the_whole_cluster(cluster, redis_url) -> None:
+    """``reverie health`` on a cluster: every slot served (cluster_state), primaries counted."""
+    from schemas.settings import Settings
+    from tests.cluster.conftest import cluster_settings
+    from worker.ops.health import check_redis
+
+    check = check_redis(Settings(**cluster_settings(cluster, redis_url)))
+    assert check.status == "ok", check
+    assert "cluster of 3 primaries, 16 shards" in check.detail
