@@ -25,7 +25,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,  # figure 9 starts a 6-node cluster
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| # | figure |" in proc.stdout
