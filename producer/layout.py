@@ -94,7 +94,9 @@ def resolve(client: Any, keys: Keys, *, where: str, write: bool = True) -> str:
         return found
     if not write:
         return keys.layout
-    return _s(client.set(keys.layout_key, keys.layout, nx=True, get=True)) or keys.layout
+    if client.set(keys.layout_key, keys.layout, nx=True):  # SET NX, then GET: Redis 6.2 has no NX GET
+        return keys.layout
+    return _s(client.get(keys.layout_key)) or keys.layout
 
 
 async def resolve_async(client: Any, keys: Keys, *, where: str, write: bool = True) -> str:
@@ -109,4 +111,6 @@ async def resolve_async(client: Any, keys: Keys, *, where: str, write: bool = Tr
         return found
     if not write:
         return keys.layout
-    return _s(await client.set(keys.layout_key, keys.layout, nx=True, get=True)) or keys.layout
+    if await client.set(keys.layout_key, keys.layout, nx=True):
+        return keys.layout
+    return _s(await client.get(keys.layout_key)) or keys.layout
