@@ -142,3 +142,26 @@ def test_health_checks_the_whole_cluster(cluster, redis_url) -> None:
     check = check_redis(Settings(**cluster_settings(cluster, redis_url)))
     assert check.status == "ok", check
     assert "cluster of 3 primaries, 16 shards" in check.detail
+
+
+async def test_the_async_producer_on_the_cluster(cluster, cprefix, cluster_client) -> None:
+    """``AsyncProducer`` with a cluster URL: warm() opens connections to every primary, a submit
+    lands in the user's shard, ``replica_wait_ms`` reports the replica's acknowledgement, status
+    reads it back."""
+    from producer import AsyncProducer
+
+    config = ProducerConfig(
+        redis_url=cluster.url, key_prefix=cprefix, cluster=True, shards=SHARDS, after_seconds=30, replica_wait_ms=200
+    )
+    keys = WorkerKeys(cprefix, SHARDS, tagged=True)
+    users = [_users_of_shard(keys, shard, 1)[0] for shard in (0, 5, 10, 15)]
+    async with AsyncProducer(config) as producer:
+        assert await producer.warm(2) == 2
+        receipts = [await producer.submit(u, "t", [{"role": "user", "content": "hi", "id": "m1"}]) for u in users]
+        again = await producer.submit(users[0], "t", [{"role": "user", "content": "hi", "id": "m1"}])
+        status = await producer.status(users[1])
+    assert [(r.status, r.replicas) for r in receipts] == [("accepted", 1)] * 4
+    assert (again.status, again.replicas) == ("duplicate", 1)
+    assert [(t.thread_id, t.state, t.buffered_turns) for t in status.threads] == [("t", "due", 1)]
+    for user in users:
+        assert cluster_client.llen(keys.buffer(user, "t")) == 1
