@@ -41,21 +41,54 @@ class Sizes:
     finalize_runs: int = 300
     siblings: tuple[int, int, int] = (10, 4, 20)  # users, threads, turns (the side-by-side shape)
     siblings_debounce_s: float = 2.0
+    cluster: tuple[int, int, int] = (100, 50, 2)  # submits per series, users, threads per user
 
 
 SIZES = {
     "tiny": Sizes(
         "tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5, 3, 10, (2, 2, 3), 0.5
     ),
-    "quick": Sizes("quick", 5000, 100, 50, (10, 3, 4), 1000, 10.0, 200, 6, ((10, 100), (30, 100)), 15, 5, 20),
+    "quick": Sizes(
+        "quick",
+        5000,
+        100,
+        50,
+        (10, 3, 4),
+        1000,
+        10.0,
+        200,
+        6,
+        ((10, 100), (30, 100)),
+        15,
+        5,
+        20,
+        cluster=(3000, 2000, 3),
+    ),
     "full": Sizes(
-        "full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 20, 9, 200, 1.0, 300, 2000
+        "full",
+        20000,
+        100,
+        200,
+        (40, 5, 5),
+        3000,
+        20.0,
+        2000,
+        10,
+        ((100, 100), (1000, 100)),
+        20,
+        9,
+        200,
+        1.0,
+        300,
+        2000,
+        cluster=(10000, 10000, 3),
     ),
 }
-FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
+    from bench.cluster import cluster_figures
     from bench.enqueue import enqueue_latency, enqueue_throughput
     from bench.env import bench_env
     from bench.first_submit import first_submits
@@ -90,6 +123,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
             10: lambda: ready_lag(
                 env, users=su, threads=st, turns=sk, after_s=sizes.siblings_debounce_s, gap_s=0.05 if tiny else 0.3
             ),
+            11: lambda: cluster_figures(env, *sizes.cluster),
         }
         u, t, k = sizes.economy
         su, st, sk = sizes.siblings

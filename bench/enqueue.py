@@ -193,7 +193,7 @@ def enqueue_throughput(env: BenchEnv, sessions: int, per_session: int) -> Sectio
                 return await client.set(f"{prefix}:raw:{s}", TURN)
 
             async def raw_script(s: int, k: int) -> Any:  # the SUBMIT script with prebuilt args
-                return await ap._scripts.submit(keys=keys, args=[*argv[:-2], f"r{s}-{k}", argv[-1]])
+                return await ap.scripts.submit(keys=keys, args=[*argv[:-2], f"r{s}-{k}", argv[-1]])
 
             for name, fn in (("submit", submit), ("set", raw_set), ("script", raw_script)):
                 await _sessions(sessions, 5, fn if name != "submit" else _offset(fn, 1_000_000))  # warm-up

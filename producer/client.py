@@ -1,155 +1,73 @@
 """``Producer`` and ``AsyncProducer``: what a chat server calls on every turn.
 
 Each ``submit`` is one ``EVALSHA`` of the SUBMIT script: append the turns, skip message ids
-already seen, bump the thread's generation and move its due time. Validation, encoding and
-decoding live in ``producer.core`` and are shared, so the two classes differ only in the I/O.
+already seen, bump the thread's generation and move its due time (with ``replica_wait_ms``, a
+``WAIT`` rides in the same round trip). Validation, encoding and decoding live in
+``producer.core`` and are shared, so the two classes differ only in the I/O. Either talks to one
+Redis or to Redis Cluster (``ProducerConfig.cluster``); the key layout (shards) is checked once
+per process against the one recorded in Redis (``producer.layout``), at ``warm()`` or the first
+submit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, overload
 
-import redis
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from producer import core
+from producer import core, layout
 from producer import status as status_core
+from producer.base import UNAVAILABLE_OR_CLOSED, WARM_CONNECTIONS, Call, ProducerBase, client_kwargs
 from producer.config import ProducerConfig
+from producer.connect import UNAVAILABLE, AsyncClient, SyncClient, is_cluster, open_async, open_sync, where
 from producer.errors import ProducerUnavailable
-from producer.keys import Keys
+from producer.replicas import call_and_wait, call_and_wait_async
 from producer.scripts import SubmitScripts
-from schemas.messages import Message, SubmitReceipt, SubmitRequest
+from schemas.messages import Message, SubmitReceipt
 from schemas.status import ThreadStatus, UserStatus
 
-WARM_CONNECTIONS = 10
-"""Default connections ``warm`` opens: what a chat server's concurrent requests need at once."""
-log = logging.getLogger("reverie.producer")
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-
 MessagesIn = Sequence[Message | dict[str, Any]] | Message | dict[str, Any]
-ScriptCall = tuple[list[str], list[str | int]]
 
 
-def _client_kwargs(cfg: ProducerConfig) -> dict[str, Any]:
-    # No retries: a chat request must not wait for reconnect loops; the policy decides.
-    return {
-        "socket_timeout": cfg.timeout_s,
-        "socket_connect_timeout": cfg.timeout_s,
-        "health_check_interval": 0,
-    }
-
-
-class _Base:
-    def __init__(self, config: ProducerConfig | None) -> None:
-        self.config = config or ProducerConfig()
-        self.keys = Keys(self.config.key_prefix)
-        self._spool: deque[ScriptCall] = deque()
-        self._dropped_log = _Throttled(self.config.log_interval_s)
-        self._spooled_log = _Throttled(self.config.log_interval_s)
-
-    def _prepare(
-        self,
-        user_id: object,
-        thread_id: object,
-        messages: object,
-        after_seconds: object,
-        max_wait: object,
-        profile: object,
-    ) -> tuple[SubmitRequest, list[str], list[str | int]]:
-        request = core.build_request(
-            user_id,
-            thread_id,
-            messages,
-            after_seconds=after_seconds,
-            max_wait=max_wait,
-            profile=profile,
-            profiles=self.config.profiles,
-        )
-        keys, argv = core.submit_call(
-            self.keys,
-            request,
-            default_after_s=self.config.after_seconds,
-            default_max_wait_s=self.config.max_wait_s,
-        )
-        return request, keys, argv
-
-    def _where(self) -> str:
-        """``host:port`` (or the socket path) of the Redis this producer talks to; no credentials."""
-        kwargs = self.client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
-        if "path" in kwargs:
-            return str(kwargs["path"])
-        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-
-    def _status_unavailable(self, err: Exception) -> ProducerUnavailable:
-        # A read has no "dropped" answer: whatever the submit policy, status raises.
-        return ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(err).__name__}")
-
-    def _statuses(
-        self, user_id: str, thread_ids: list[str], total: int, replies: list[Any], whole_user: bool
-    ) -> ThreadStatus | UserStatus:
-        threads, now_ms = status_core.decode_replies(user_id, thread_ids, replies)
-        if not whole_user:
-            return threads[0]
-        return UserStatus(user_id=user_id, threads=threads, total_threads=total, now_ms=now_ms)
-
-    @property
-    def spooled(self) -> int:
-        """Submits waiting in the spool (policy ``spool``)."""
-        return len(self._spool)
-
-    def _unavailable(self, request: SubmitRequest, err: Exception, call: ScriptCall) -> SubmitReceipt:
-        if self.config.on_unavailable == "raise":
-            raise ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(err).__name__}") from err
-        ids = {"user_id": request.user_id, "thread_id": request.thread_id, "error": type(err).__name__}
-        if self.config.on_unavailable == "spool" and len(self._spool) < self.config.spool_max:
-            self._spool.append(call)
-            self._spooled_log.warn("reverie submits spooled: redis unreachable", spooled=len(self._spool), **ids)
-            return core.spooled_receipt()
-        self._dropped_log.warn("reverie submits dropped: redis unreachable", **ids)
-        return core.dropped_receipt()
-
-
-class _Throttled:
-    """One warning per interval in an outage, not one per submit: the line carries how many
-    submits it stands for (``count``, since the previous line) and the ids of the latest."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._lock = threading.Lock()
-        self._last = -float("inf")
-        self._count = 0
-
-    def warn(self, message: str, **extra: object) -> None:
-        with self._lock:
-            self._count += 1
-            now = time.monotonic()
-            if now - self._last < self.interval_s:
-                return
-            count, self._count, self._last = self._count, 0, now
-        log.warning(message, extra={**extra, "count": count})
-
-
-class Producer(_Base):
+class Producer(ProducerBase):
     """Synchronous producer. Thread-safe (redis-py's pool)."""
 
-    def __init__(self, config: ProducerConfig | None = None, *, client: redis.Redis | None = None) -> None:
-        super().__init__(config)
-        self.client = client or redis.Redis.from_url(
-            self.config.redis_url, retry=Retry(NoBackoff(), 0), **_client_kwargs(self.config)
-        )
-        self._scripts = SubmitScripts(self.client)
+    def __init__(self, config: ProducerConfig | None = None, *, client: SyncClient | None = None) -> None:
+        super().__init__(config, client)
+        self._client = client
+        self._scripts: SubmitScripts | None = None
         self._spool_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+
+    @property
+    def client(self) -> SyncClient:
+        """The Redis client, opened on first use (``RedisCluster`` connects when built, so a
+        cluster that is down counts as unavailable at the first submit, not at construction)."""
+        if self._client is None:
+            with self._open_lock:
+                if self._client is None:
+                    retry = Retry(NoBackoff(), 0)
+                    kwargs = client_kwargs(self.config)
+                    self._client = open_sync(self.config.redis_url, cluster=self.cluster, retry=retry, **kwargs)
+        return self._client
+
+    @property
+    def scripts(self) -> SubmitScripts:
+        if self._scripts is None:
+            self._scripts = SubmitScripts(self.client)
+        return self._scripts
+
+    def _where(self) -> str:
+        if self._client is None:
+            from producer.connect import url_where
+
+            return url_where(self.config.redis_url)
+        return where(self._client)
 
     def submit(
         self,
@@ -163,17 +81,38 @@ class Producer(_Base):
     ) -> SubmitReceipt:
         """Buffer new turns and (re)schedule the thread's reflection. Raises
         ``InvalidSubmission`` on bad input (nothing written)."""
-        request, keys, argv = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
+        request, call = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
         try:
             if self._spool:  # spooled turns go first, so a thread's turns keep their order
                 with self._spool_lock:
                     self._flush_locked()
-                    reply = self._scripts.submit(keys=keys, args=argv)
+                    reply, replicas = self._send(call)
             else:
-                reply = self._scripts.submit(keys=keys, args=argv)
-        except _UNAVAILABLE as e:
-            return self._unavailable(request, e, (keys, argv))
-        return core.decode_reply(reply)
+                reply, replicas = self._send(call)
+        except UNAVAILABLE_OR_CLOSED as e:
+            return self._unavailable(request, e, call)
+        return self._receipt(reply, replicas)
+
+    def _send(self, call: Call) -> tuple[Any, int | None]:
+        if not self._layout_checked:
+            self._check_layout()
+        reply, replicas = self._run(call)
+        if core.is_closed(reply):  # a reshard moved the shard: read the record again, resend once
+            self._check_layout()
+            reply, replicas = self._run(call)
+            if core.is_closed(reply):
+                raise self._closed()
+        return reply, replicas
+
+    def _run(self, call: Call) -> tuple[Any, int | None]:
+        user_id, thread_id, argv = call
+        keys = core.submit_keys(self.keys, user_id, thread_id)
+        if not self.config.replica_wait_ms:
+            return self.scripts.submit(keys=keys, args=argv), None
+        return call_and_wait(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)
+
+    def _check_layout(self) -> None:
+        self._adopt(layout.resolve(self.client, self.keys, where=self._where()))
 
     @overload
     def status(self, user_id: str, thread_id: str, *, limit: int = ...) -> ThreadStatus: ...
@@ -187,16 +126,17 @@ class Producer(_Base):
         u, t = status_core.check_ids(user_id, thread_id)
         limit = status_core.check_limit(limit)
         try:
+            if not self._layout_checked:
+                self._check_layout()
             if t is None:
                 ids, total = status_core.thread_ids(self.client.smembers(self.keys.user_threads(u)), limit)
             else:
                 ids, total = [t], 1
-            pipe = self.client.pipeline(transaction=True)
-            status_core.queue_reads(pipe, self.keys, u, ids)
-            replies = pipe.execute()
-        except _UNAVAILABLE as e:
+            keys, argv = status_core.status_call(self.keys, u, ids)
+            reply = self.scripts.status(keys=keys, args=argv)
+        except UNAVAILABLE as e:
             raise self._status_unavailable(e) from e
-        return self._statuses(u, ids, total, replies, whole_user=t is None)
+        return self._statuses(u, ids, total, reply, whole_user=t is None)
 
     def flush(self) -> int:
         """Send spooled submits, oldest first; returns how many were sent. Raises the Redis
@@ -207,32 +147,41 @@ class Producer(_Base):
     def _flush_locked(self) -> int:
         sent = 0
         while self._spool:
-            keys, argv = self._spool[0]
-            self._scripts.submit(keys=keys, args=argv)
+            self._send(self._spool[0])
             self._spool.popleft()
             sent += 1
         return sent
 
     def warm(self, connections: int = WARM_CONNECTIONS) -> int:
-        """Open ``connections`` pooled connections and load the submit script now, at start-up:
-        otherwise concurrent first submits each pay a connect (and one a script load) at the same
-        moment. Returns the connections opened. Redis down raises ``ProducerUnavailable``."""
-        pool = self.client.connection_pool
-        n, opened = core.check_warm(connections), []
+        """Open ``connections`` pooled connections (to each primary, on a cluster), load the
+        submit script and check the shard layout now, at start-up: otherwise concurrent first
+        submits each pay a connect (and one a script load) at the same moment. Returns the
+        connections opened (per primary). Redis down raises ``ProducerUnavailable``."""
+        n = core.check_warm(connections)
         try:
-            try:
-                for _ in range(n):
-                    opened.append(pool.get_connection())
-            finally:
-                for conn in opened:
-                    pool.release(conn)
-            self.client.script_load(self._scripts.submit.script)  # on one of those connections
-        except _UNAVAILABLE as e:
+            client = self.client
+            pools = (
+                [client.get_redis_connection(node).connection_pool for node in client.get_primaries()]  # type: ignore[union-attr]
+                if is_cluster(client)
+                else [client.connection_pool]  # type: ignore[union-attr]
+            )
+            for pool in pools:
+                opened: list[Any] = []
+                try:
+                    for _ in range(n):
+                        opened.append(pool.get_connection())
+                finally:
+                    for conn in opened:
+                        pool.release(conn)
+            client.script_load(self.scripts.submit.script)  # on one of those connections (every primary)
+            self._check_layout()
+        except UNAVAILABLE as e:
             raise ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(e).__name__}") from e
-        return len(opened)
+        return n
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> Producer:
         return self
@@ -241,15 +190,15 @@ class Producer(_Base):
         self.close()
 
 
-class AsyncProducer(_Base):
+class AsyncProducer(ProducerBase):
     """asyncio producer for async chat servers (FastAPI, aiohttp)."""
 
-    def __init__(self, config: ProducerConfig | None = None, *, client: aioredis.Redis | None = None) -> None:
-        super().__init__(config)
-        self.client = client or aioredis.Redis.from_url(
-            self.config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **_client_kwargs(self.config)
+    def __init__(self, config: ProducerConfig | None = None, *, client: AsyncClient | None = None) -> None:
+        super().__init__(config, client)
+        self.client: Any = client or open_async(
+            self.config.redis_url, cluster=self.cluster, retry=AsyncRetry(NoBackoff(), 0), **client_kwargs(self.config)
         )
-        self._scripts = SubmitScripts(self.client)
+        self.scripts = SubmitScripts(self.client)
         self._spool_lock = asyncio.Lock()
 
     async def submit(
@@ -263,17 +212,38 @@ class AsyncProducer(_Base):
         profile: str = "default",
     ) -> SubmitReceipt:
         """Async form of ``Producer.submit``."""
-        request, keys, argv = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
+        request, call = self._prepare(user_id, thread_id, messages, after_seconds, max_wait, profile)
         try:
             if self._spool:  # spooled turns go first, so a thread's turns keep their order
                 async with self._spool_lock:
                     await self._flush_locked()
-                    reply = await self._scripts.submit(keys=keys, args=argv)
+                    reply, replicas = await self._send(call)
             else:
-                reply = await self._scripts.submit(keys=keys, args=argv)
-        except _UNAVAILABLE as e:
-            return self._unavailable(request, e, (keys, argv))
-        return core.decode_reply(reply)
+                reply, replicas = await self._send(call)
+        except UNAVAILABLE_OR_CLOSED as e:
+            return self._unavailable(request, e, call)
+        return self._receipt(reply, replicas)
+
+    async def _send(self, call: Call) -> tuple[Any, int | None]:
+        if not self._layout_checked:
+            await self._check_layout()
+        reply, replicas = await self._run(call)
+        if core.is_closed(reply):
+            await self._check_layout()
+            reply, replicas = await self._run(call)
+            if core.is_closed(reply):
+                raise self._closed()
+        return reply, replicas
+
+    async def _run(self, call: Call) -> tuple[Any, int | None]:
+        user_id, thread_id, argv = call
+        keys = core.submit_keys(self.keys, user_id, thread_id)
+        if not self.config.replica_wait_ms:
+            return await self.scripts.submit(keys=keys, args=argv), None
+        return await call_and_wait_async(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)
+
+    async def _check_layout(self) -> None:
+        self._adopt(await layout.resolve_async(self.client, self.keys, where=self._where()))
 
     @overload
     async def status(self, user_id: str, thread_id: str, *, limit: int = ...) -> ThreadStatus: ...
@@ -286,16 +256,17 @@ class AsyncProducer(_Base):
         u, t = status_core.check_ids(user_id, thread_id)
         limit = status_core.check_limit(limit)
         try:
+            if not self._layout_checked:
+                await self._check_layout()
             if t is None:
                 ids, total = status_core.thread_ids(await self.client.smembers(self.keys.user_threads(u)), limit)
             else:
                 ids, total = [t], 1
-            pipe = self.client.pipeline(transaction=True)
-            status_core.queue_reads(pipe, self.keys, u, ids)
-            replies = await pipe.execute()
-        except _UNAVAILABLE as e:
+            keys, argv = status_core.status_call(self.keys, u, ids)
+            reply = await self.scripts.status(keys=keys, args=argv)
+        except UNAVAILABLE as e:
             raise self._status_unavailable(e) from e
-        return self._statuses(u, ids, total, replies, whole_user=t is None)
+        return self._statuses(u, ids, total, reply, whole_user=t is None)
 
     async def flush(self) -> int:
         """Async form of ``Producer.flush``."""
@@ -305,28 +276,25 @@ class AsyncProducer(_Base):
     async def _flush_locked(self) -> int:
         sent = 0
         while self._spool:
-            keys, argv = self._spool[0]
-            await self._scripts.submit(keys=keys, args=argv)
+            await self._send(self._spool[0])
             self._spool.popleft()
             sent += 1
         return sent
 
     async def warm(self, connections: int = WARM_CONNECTIONS) -> int:
         """Async form of ``Producer.warm``: call it once in the app's start-up (lifespan) hook."""
-        pool = self.client.connection_pool
         n = core.check_warm(connections)
-        results = await asyncio.gather(*(pool.get_connection() for _ in range(n)), return_exceptions=True)
-        opened = [c for c in results if not isinstance(c, BaseException)]
-        for conn in opened:
-            await pool.release(conn)
         try:
-            failed = next((e for e in results if isinstance(e, BaseException)), None)
-            if failed is not None:
-                raise failed
-            await self.client.script_load(self._scripts.submit.script)  # on one of those connections
-        except _UNAVAILABLE as e:
+            if is_cluster(self.client):
+                await self.client.initialize()
+                opened = await _open_cluster(self.client, n)
+            else:
+                opened = await _open_pool(self.client.connection_pool, n)
+            await self.client.script_load(self.scripts.submit.script)  # on one of those connections
+            await self._check_layout()
+        except UNAVAILABLE as e:
             raise ProducerUnavailable(f"Redis unreachable at {self._where()}: {type(e).__name__}") from e
-        return len(opened)
+        return opened
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -336,3 +304,26 @@ class AsyncProducer(_Base):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _open_pool(pool: Any, n: int) -> int:
+    results = await asyncio.gather(*(pool.get_connection() for _ in range(n)), return_exceptions=True)
+    opened = [c for c in results if not isinstance(c, BaseException)]
+    for conn in opened:
+        await pool.release(conn)
+    failed = next((e for e in results if isinstance(e, BaseException)), None)
+    if failed is not None:
+        raise failed
+    return len(opened)
+
+
+async def _open_cluster(client: Any, n: int) -> int:
+    """``n`` connections to every primary (the async cluster keeps a free list per node)."""
+    for node in client.get_primaries():
+        conns = [node.acquire_connection() for _ in range(n)]
+        try:
+            await asyncio.gather(*(c.connect() for c in conns))
+        finally:
+            for conn in conns:
+                node.release(conn)
+    return n

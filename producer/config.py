@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from producer.keys import MAX_SHARDS
+
 
 class ProducerConfig(BaseModel):
     """What a chat server needs to hand turns to Reverie."""
@@ -28,11 +30,23 @@ class ProducerConfig(BaseModel):
     """In an outage, at most one warning per this many seconds (with a count), not one per submit."""
     profiles: frozenset[str] | None = None
     """Allowed profile names; ``None`` accepts any well-formed name (the worker checks)."""
+    cluster: bool = False
+    """``redis_url`` names a node of a Redis Cluster (``RedisCluster`` clients, hash-tagged keys)."""
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
+    """Shards of the coordination state on a fresh deployment; one already recorded in Redis wins."""
+    replica_wait_ms: int = Field(default=0, ge=0, le=10_000)
+    """After each submit, ``WAIT 1 <ms>`` for one replica (pipelined: still one round trip);
+    0 does not wait. ``SubmitReceipt.replicas`` says how many acknowledged."""
 
     @model_validator(mode="after")
     def _debounce(self) -> ProducerConfig:
         if self.after_seconds > self.max_wait_s:  # as Settings: the cap would always win
             raise ValueError("max_wait_s must be at least after_seconds")
+        if self.replica_wait_ms and self.replica_wait_ms >= self.timeout_s * 1000:
+            raise ValueError(
+                f"replica_wait_ms ({self.replica_wait_ms}) must be below the socket timeout "
+                f"({self.timeout_s * 1000:g} ms), else the socket times out before WAIT answers"
+            )
         return self
 
     @classmethod
@@ -58,4 +72,7 @@ class ProducerConfig(BaseModel):
             max_wait_s=s.max_wait_s,
             on_unavailable=s.on_unavailable,
             profiles=profiles,
+            cluster=s.redis_cluster,
+            shards=s.shards,
+            replica_wait_ms=s.replica_wait_ms,
         )

@@ -97,24 +97,28 @@ def encode_turns(messages: Iterable[Message], now_ms: int) -> list[str]:
     return argv
 
 
-def submit_call(
-    keys: Keys, request: SubmitRequest, *, default_after_s: float, default_max_wait_s: float
-) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV for the SUBMIT script. Raises ``InvalidSubmission`` when the effective
-    ``after_seconds`` (given, or the producer's default) exceeds the effective ``max_wait``."""
+def submit_keys(keys: Keys, user_id: str, thread_id: str) -> list[str]:
+    """KEYS of the SUBMIT script: all in the user's shard (one cluster slot)."""
+    shard = keys.shard_for(user_id)
+    return [
+        keys.thread(user_id, thread_id),
+        keys.buffer(user_id, thread_id),
+        keys.msgids(user_id, thread_id),
+        shard.due_ss,
+        shard.dlq,
+        shard.stats,
+        keys.user_threads(user_id),
+    ]
+
+
+def submit_args(request: SubmitRequest, *, default_after_s: float, default_max_wait_s: float) -> list[str | int]:
+    """ARGV of the SUBMIT script (independent of the key layout, so a spooled submit can be sent
+    after a reshard). Raises ``InvalidSubmission`` when the effective ``after_seconds`` (given,
+    or the producer's default) exceeds the effective ``max_wait``."""
     after_s = default_after_s if request.after_seconds is None else request.after_seconds
     max_wait_s = default_max_wait_s if request.max_wait is None else request.max_wait
     check_debounce(request, after_s, max_wait_s)
     u, t = request.user_id, request.thread_id
-    script_keys = [
-        keys.thread(u, t),
-        keys.buffer(u, t),
-        keys.msgids(u, t),
-        keys.due_ss,
-        keys.dlq,
-        keys.stats,
-        keys.user_threads(u),
-    ]
     argv: list[str | int] = [
         round(after_s * 1000),
         round(max_wait_s * 1000),
@@ -125,10 +129,26 @@ def submit_call(
         THREAD_INDEX_TTL_S,
     ]
     argv.extend(encode_turns(request.messages, int(time.time() * 1000)))
-    return script_keys, argv
+    return argv
 
 
-def decode_reply(reply: list[Any]) -> SubmitReceipt:
+def submit_call(
+    keys: Keys, request: SubmitRequest, *, default_after_s: float, default_max_wait_s: float
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV for the SUBMIT script."""
+    argv = submit_args(request, default_after_s=default_after_s, default_max_wait_s=default_max_wait_s)
+    return submit_keys(keys, request.user_id, request.thread_id), argv
+
+
+CLOSED = -1
+"""First element of the SUBMIT reply when ``reverie reshard`` has closed the shard."""
+
+
+def is_closed(reply: list[Any]) -> bool:
+    return int(reply[0]) == CLOSED
+
+
+def decode_reply(reply: list[Any], replicas: int | None = None) -> SubmitReceipt:
     accepted, dups, gen, due = (int(x) for x in reply)
     # Four ints from our own script: construct without re-validating (on the hot path).
     return SubmitReceipt.model_construct(
@@ -137,6 +157,7 @@ def decode_reply(reply: list[Any]) -> SubmitReceipt:
         duplicates=dups,
         generation=gen,
         due_at_ms=None if due < 0 else due,
+        replicas=replicas,
     )
 
 

@@ -32,3 +32,13 @@ class StoreUnavailable(ProducerError):
 
 class StoreLocked(StoreUnavailable):
     """Local-mode Qdrant is a folder one process owns; another process opened it first."""
+
+
+class LayoutMismatch(ProducerError):
+    """Redis holds Reverie state in another shard layout than this process's (``REVERIE_SHARDS``,
+    Redis Cluster): the message says both and what to do. Nothing was written."""
+
+
+class ShardClosed(ProducerError):
+    """``reverie reshard`` is moving this user's shard: the submit was refused (nothing written)
+    and counts as Redis being unavailable for the ``on_unavailable`` policy."""

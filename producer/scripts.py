@@ -3,7 +3,8 @@ client (``EVALSHA``, reloaded on ``NOSCRIPT``). Each file starts with a ``-- KEY
 header; every key reaches a script through KEYS, never built inside it.
 
 ``ScriptSet`` is the loader every side uses; ``SubmitScripts`` are the chat server's own: the
-SUBMIT script (append turns, move the due time) and PROMPT_SET (procedural prompts);
+SUBMIT script (append turns, move the due time), PROMPT_SET (procedural prompts) and STATUS
+(where a submission stands, read only);
 ``ReadScripts`` read the turns still buffered (the hot path's recall of pending turns). The worker
 keeps its scripts in ``worker/pipeline/lua`` and ``worker/memory/lua``.
 """
@@ -36,10 +37,11 @@ class SubmitScripts(ScriptSet):
     """What a chat server runs: ``submit`` (one call per submit) and ``prompt_set``."""
 
     PACKAGE = "producer"
-    NAMES = ("submit", "prompt_set")
+    NAMES = ("submit", "prompt_set", "status")
 
     submit: Any
     prompt_set: Any
+    status: Any
 
 
 class ReadScripts(ScriptSet):

@@ -1,10 +1,11 @@
-"""The shared part of ``status`` for the sync and asyncio producers: validate ids, queue the
-reads on a pipeline, decode the replies. No I/O here (the caller executes the pipeline).
+"""The shared part of ``status`` for the sync and asyncio producers: validate ids, build the
+STATUS script's call, decode its reply. No I/O here (the caller runs the script).
 
-One thread is one round trip: a ``MULTI``/``EXEC`` of ``TIME``, ``LLEN`` of the buffer, ``ZSCORE``
-in the due and in-flight sets, ``HEXISTS`` in the dead letters and ``HMGET`` of the thread hash,
-so the view is consistent. A whole user is two: ``SMEMBERS`` of the user's thread index, then one
-``MULTI`` with those reads for every thread.
+One thread is one round trip: the read-only STATUS script (``producer/lua/status.lua``) reads
+``TIME``, ``LLEN`` of the buffer, ``ZSCORE`` in the due and in-flight sets, ``HEXISTS`` in the dead
+letters and ``HMGET`` of the thread hash, atomically, so the view is consistent. A whole user is
+two: ``SMEMBERS`` of the user's thread index, then one script call for every thread. Every key is
+in the user's shard (one slot on Redis Cluster).
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ FIELDS = (
     "last_error",
 )
 """Thread-hash fields read (``last_*``: written by the worker when a reflection ends)."""
-PER_THREAD = 5
-"""Replies queued per thread: LLEN, ZSCORE, ZSCORE, HEXISTS, HMGET."""
 MAX_THREADS = 10_000
 
 
@@ -59,26 +58,25 @@ def check_limit(limit: object) -> int:
     return limit
 
 
-def queue_reads(pipe: Any, keys: Keys, user_id: str, thread_ids: list[str]) -> None:
-    """Queue ``TIME`` and, per thread, the reads ``decode_replies`` expects (sync or asyncio pipeline)."""
-    pipe.time()
+def status_call(keys: Keys, user_id: str, thread_ids: list[str]) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of the STATUS script for these threads of one user."""
+    shard = keys.shard_for(user_id)
+    script_keys = [shard.due_ss, shard.inflight_ss, shard.dlq]
     for thread_id in thread_ids:
-        m = member(user_id, thread_id)
-        pipe.llen(keys.buffer(user_id, thread_id))
-        pipe.zscore(keys.due_ss, m)
-        pipe.zscore(keys.inflight_ss, m)
-        pipe.hexists(keys.dlq, m)
-        pipe.hmget(keys.thread(user_id, thread_id), FIELDS)
+        script_keys += [keys.buffer(user_id, thread_id), keys.thread(user_id, thread_id)]
+    argv: list[str | int] = [len(thread_ids), *(member(user_id, t) for t in thread_ids), *FIELDS]
+    return script_keys, argv
 
 
-def decode_replies(user_id: str, thread_ids: list[str], replies: list[Any]) -> tuple[list[ThreadStatus], int]:
-    """The pipeline's replies as one ``ThreadStatus`` per thread, and the server time (ms)."""
-    seconds, micros = replies[0]
+def decode_replies(user_id: str, thread_ids: list[str], reply: list[Any]) -> tuple[list[ThreadStatus], int]:
+    """The script's reply as one ``ThreadStatus`` per thread, and the server time (ms)."""
+    seconds, micros = reply[0], reply[1]
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     out = []
+    width = 4 + len(FIELDS)
     for n, thread_id in enumerate(thread_ids):
-        llen, due, inflight, dead, fields = replies[1 + PER_THREAD * n : 1 + PER_THREAD * (n + 1)]
-        out.append(decode_status(user_id, thread_id, now_ms, [llen, due, inflight, dead, *fields]))
+        row = reply[2 + width * n : 2 + width * (n + 1)]
+        out.append(decode_status(user_id, thread_id, now_ms, row))
     return out, now_ms
 
 

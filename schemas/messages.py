@@ -122,6 +122,9 @@ class SubmitReceipt(BaseModel):
     duplicates: int
     generation: int
     due_at_ms: int | None
+    replicas: int | None = None
+    """Replicas that acknowledged the write within ``replica_wait_ms`` (``WAIT 1``); None when the
+    producer does not wait. 0: accepted by the primary only, lost if it dies before replicating."""
 
     @property
     def due_at_s(self) -> float | None:

@@ -78,6 +78,30 @@ class Settings(BaseSettings):
     on_unavailable: Literal["drop", "raise", "spool"] = Field(
         default="drop", description="Producer policy when Redis is unreachable: drop, raise, or spool in memory."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="redis_url names a node of a Redis Cluster (RedisCluster clients, hash-tagged keys); "
+        "Celery then needs celery_redis_url.",
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Shards of the coordination state (due, in-flight, dead letters, stats…), e.g. 16 on a "
+        "cluster; recorded in Redis on first use. Change it with `reverie reshard`.",
+    )
+    celery_redis_url: SecretStr | None = Field(
+        default=None,
+        description="Plain Redis of Celery's result backend and RedBeat (and its broker unless broker_url); "
+        "defaults to redis_url, required with redis_cluster.",
+    )
+    replica_wait_ms: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="WAIT for one replica up to this long after each submit (producer) and each commit "
+        "journal (worker), pipelined in the same round trip; 0 does not wait. Below redis_timeout_s.",
+    )
 
     # Debounce
     after_seconds: float = Field(default=30.0, ge=0, le=86400, description="Quiet period before reflecting.")
@@ -234,6 +258,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.max_wait_s < self.after_seconds:
             raise ValueError("max_wait_s must be at least after_seconds")
+        if self.replica_wait_ms and self.replica_wait_ms >= self.redis_timeout_s * 1000:
+            raise ValueError(
+                f"replica_wait_ms ({self.replica_wait_ms}) must be below redis_timeout_s "
+                f"({self.redis_timeout_s * 1000:g} ms), else the socket times out before WAIT answers"
+            )
         for kind, rule in self.retention.items():
             if set(rule) - {"ttl_days", "max_count"} or any(v < 0 for v in rule.values()):
                 raise ValueError(f"retention[{kind!r}] allows non-negative ttl_days and max_count only")

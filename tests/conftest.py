@@ -32,7 +32,7 @@ from tests.support.procs import WorkerProcess, Zygote, settings_env
 from tests.support.scripted_llm import ScriptedLLM
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
-PERSISTENT_OK = ("stats", "changed_ss", "events")
+PERSISTENT_OK = ("stats", "changed_ss", "events", "layout")
 """Keys allowed to outlive a test without a TTL: counters, and users awaiting consolidation
 (bounded by the number of users, drained by each consolidation run), and the change events
 stream (capped by events_max_len)."""
@@ -93,7 +93,10 @@ def leaked_keys(client: redis.Redis, prefix: str) -> list[str]:
     out = []
     for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
         key = raw.decode()
-        if key.removeprefix(prefix + ":") in PERSISTENT_OK or key.startswith(f"{prefix}:celery:"):
+        name = key.removeprefix(prefix + ":")
+        if name.startswith("{"):  # a shard's key: p:{tag}:name
+            name = name.partition("}:")[2]
+        if name in PERSISTENT_OK or key.startswith(f"{prefix}:celery:"):
             continue
         if client.ttl(raw) == -1:
             out.append(key)
@@ -190,7 +193,8 @@ class System:
     runtime: Any
     producer: Producer
     app: Any
-    redis: redis.Redis
+    redis: Any
+    """A client of the coordination state's Redis (``redis.Redis``, or ``RedisCluster``)."""
     results: list[ReflectionResult] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -224,28 +228,35 @@ class System:
         )
 
     def idle(self) -> bool:
-        keys = self.runtime.coordinator.keys
-        # One MULTI: read separately, a deferred thread moving from in-flight back to due
-        # between the two reads looked idle.
-        pipe = self.redis.pipeline(transaction=True)
-        due, inflight = pipe.zcard(keys.due_ss).zcard(keys.inflight_ss).execute()
-        return due == 0 and inflight == 0
+        for shard in self.runtime.coordinator.keys.all_shards():
+            # One MULTI per shard: read separately, a deferred thread moving from in-flight
+            # back to due between the two reads looked idle.
+            pipe = self.redis.pipeline(transaction=True)
+            due, inflight = pipe.zcard(shard.due_ss).zcard(shard.inflight_ss).execute()
+            if due or inflight:
+                return False
+        return True
 
     def quiet(self) -> bool:
         """Nothing in flight and nothing due in the next 2 s (threads due later will not run
         before teardown anyway, so waiting for them only wastes time)."""
-        keys = self.runtime.coordinator.keys
         soon_ms = (time.time() + 2.0) * 1000
-        return self.redis.zcard(keys.inflight_ss) == 0 and self.redis.zcount(keys.due_ss, "-inf", soon_ms) == 0
+        for shard in self.runtime.coordinator.keys.all_shards():
+            if self.redis.zcard(shard.inflight_ss) or self.redis.zcount(shard.due_ss, "-inf", soon_ms):
+                return False
+        return True
 
     def wait_idle(self, timeout_s: float = 20.0) -> None:
         self.wait_for(self.idle, timeout_s, "no due or in-flight threads")
 
 
-@pytest.fixture
-def make_system(
-    redis_url: str, redis_client: redis.Redis, prefix: str, tmp_path: Path, celery_app: Any
+@contextlib.contextmanager
+def system_factory(
+    client: Any, prefix: str, tmp_path: Path, celery_app: Any, **base_settings: Any
 ) -> Iterator[Callable[..., System]]:
+    """``make(**settings)`` builds one running Reverie (runtime, producer, dispatcher thread, the
+    session's Celery worker) on ``client``'s Redis; everything is stopped at the end. The Redis
+    and its layout come from ``base_settings`` (a plain Redis here, a cluster in tests/cluster)."""
     from worker.app import make_dispatcher
     from worker.pipeline.dispatcher import DispatcherThread
     from worker.runtime import build_runtime, install
@@ -255,30 +266,26 @@ def make_system(
     def make(*, start_dispatcher: bool = True, **overrides: Any) -> System:
         assert not started, "one system per test"
         base: dict[str, Any] = {
-            "redis_url": SecretStr(redis_url),
             "key_prefix": prefix,
             "qdrant_path": tmp_path / "qdrant",
             "after_seconds": 0.5,
             "max_wait_s": 30.0,
             "dispatch_interval_s": 0.05,
             "dispatcher_in_worker": False,
-        }
+        } | base_settings
         settings = Settings(**(base | overrides))
         runtime = build_runtime(settings)
-        system = System(
-            settings,
-            runtime,
-            Producer(
-                ProducerConfig(
-                    redis_url=redis_url,
-                    key_prefix=prefix,
-                    after_seconds=settings.after_seconds,
-                    max_wait_s=settings.max_wait_s,
-                )
-            ),
-            celery_app,
-            redis_client,
+        config = ProducerConfig(
+            redis_url=settings.resolved_redis_url() or "",
+            key_prefix=prefix,
+            after_seconds=settings.after_seconds,
+            max_wait_s=settings.max_wait_s,
+            cluster=settings.redis_cluster,
+            shards=settings.shards,
+            replica_wait_ms=settings.replica_wait_ms,
+            timeout_s=settings.redis_timeout_s,
         )
+        system = System(settings, runtime, Producer(config), celery_app, client)
 
         def collect(result: ReflectionResult) -> None:
             with system.lock:
@@ -295,18 +302,28 @@ def make_system(
         started.append((system, thread))
         return system
 
-    yield make
-    from worker.runtime import install as _install
+    try:
+        yield make
+    finally:
+        from worker.runtime import install as _install
 
-    for system, thread in started:
-        with contextlib.suppress(AssertionError):  # best effort; a busy test already failed
-            system.wait_for(system.quiet, 15.0, "idle before teardown")
-        if thread.thread.ident is not None:
-            thread.stop()
-        time.sleep(0.1)
-        _install(None)
-        system.producer.close()
-        system.runtime.close()
+        for system, thread in started:
+            with contextlib.suppress(AssertionError):  # best effort; a busy test already failed
+                system.wait_for(system.quiet, 15.0, "idle before teardown")
+            if thread.thread.ident is not None:
+                thread.stop()
+            time.sleep(0.1)
+            _install(None)
+            system.producer.close()
+            system.runtime.close()
+
+
+@pytest.fixture
+def make_system(
+    redis_url: str, redis_client: redis.Redis, prefix: str, tmp_path: Path, celery_app: Any
+) -> Iterator[Callable[..., System]]:
+    with system_factory(redis_client, prefix, tmp_path, celery_app, redis_url=SecretStr(redis_url)) as make:
+        yield make
 
 
 # -- worker processes (fault and soak tests) --------------------------------------------------

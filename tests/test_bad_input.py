@@ -205,6 +205,12 @@ SETTINGS_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown broker scheme", {"broker_url": "kafka://broker:9092"}, "broker_url"),
     ("malformed broker port", {"broker_url": "amqp://guest:pw@rabbit:56x2//"}, "broker_url"),
     ("zero confirm timeout", {"broker_confirm_timeout_s": 0}, "broker_confirm_timeout_s"),
+    ("zero shards", {"shards": 0}, "shards"),
+    ("too many shards", {"shards": 1025}, "shards"),
+    ("shards not a number", {"shards": "many"}, "shards"),
+    ("negative replica wait", {"replica_wait_ms": -1}, "replica_wait_ms"),
+    ("huge replica wait", {"replica_wait_ms": 10_001}, "replica_wait_ms"),
+    ("replica wait past the socket timeout", {"replica_wait_ms": 250}, "replica_wait_ms"),
 ]
 
 
@@ -235,3 +241,44 @@ def test_cli_exits_non_zero_with_one_line_naming_the_variable() -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "REVERIE_LEASE_S" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"shards": 0}, "shards"),
+        ({"shards": 1025}, "shards"),
+        ({"replica_wait_ms": -5}, "replica_wait_ms"),
+        ({"replica_wait_ms": 300, "timeout_s": 0.25}, "below the socket timeout"),
+    ],
+)
+def test_producer_config_refuses_bad_sharding_and_wait_values(values: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        ProducerConfig(**values)
+
+
+CLUSTER = "redis://127.0.0.1:7000/0"
+CELERY_ROWS: list[tuple[str, dict[str, str], str]] = [
+    ("cluster without a Celery Redis", {}, "REVERIE_CELERY_REDIS_URL is unset"),
+    ("Celery Redis is the cluster", {"REVERIE_CELERY_REDIS_URL": CLUSTER}, "REVERIE_CELERY_REDIS_URL is the cluster"),
+    (
+        "broker is the cluster",
+        {"REVERIE_CELERY_REDIS_URL": "redis://127.0.0.1:6390/0", "REVERIE_BROKER_URL": CLUSTER},
+        "REVERIE_BROKER_URL is the cluster",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), [r[1:] for r in CELERY_ROWS], ids=[r[0] for r in CELERY_ROWS])
+def test_a_cluster_url_where_celery_needs_a_plain_redis_is_refused(env: dict[str, str], message: str) -> None:
+    """Kombu, Celery's Redis backend and RedBeat do not speak Redis Cluster: ``reverie worker``
+    stops before starting anything, one line, exit 2 (no connection is attempted)."""
+    from typer.testing import CliRunner
+
+    from worker.ops.cli import cli
+
+    base = {"REVERIE_REDIS_URL": CLUSTER, "REVERIE_REDIS_CLUSTER": "true", "REVERIE_SHARDS": "16"}
+    result = CliRunner().invoke(cli, ["worker"], env=base | env, catch_exceptions=False)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert message in line, line

@@ -19,7 +19,7 @@ from worker.observability.logs import configure, is_configured
 from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
 from worker.pipeline.keys import WorkerKeys
-from worker.runtime import get_runtime, redis_url
+from worker.runtime import celery_urls, get_runtime
 from worker.tasks import CONSOLIDATE, DELIVER_WEBHOOK, REFLECT, register
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None) -> Celery:
     global _log_level
     settings = settings or Settings()
     _log_level = settings.log_level
-    url = redis_url(settings)
+    # Celery's side is a plain Redis (or the broker_url's server): Kombu's Redis transport,
+    # Celery's Redis backend and RedBeat do not support Redis Cluster (ConfigError if asked to).
+    _, url = celery_urls(settings)
     broker = broker_for(settings, url)  # Redis, or RabbitMQ (quorum queues, confirms): worker/broker.py
     prefix = WorkerKeys(settings.key_prefix).celery_prefix()
     app = Celery("reverie", broker=broker.url, backend=url, set_as_current=False)

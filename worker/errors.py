@@ -33,6 +33,10 @@ class BrokerUnavailable(ReverieError):
     due set without trying the broker again yet."""
 
 
+class ConfigError(ReverieError, ValueError):
+    """Settings that cannot run together (named in the message), found before anything starts."""
+
+
 class InvalidTaskArguments(ReverieError):
     """A reflect task arrived with arguments that are not (user_id, thread_id, generation)."""
 
@@ -43,6 +47,7 @@ EXPECTED: tuple[type[Exception], ...] = (ReverieError, StoreUnavailable, Profile
 __all__ = [
     "EXPECTED",
     "BrokerUnavailable",
+    "ConfigError",
     "ExtractionFailed",
     "ForeignMemoryError",
     "InvalidTaskArguments",

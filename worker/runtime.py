@@ -10,13 +10,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import redis
 
+from producer import layout
+from producer.connect import open_sync
+from producer.connect import where as connect_where
 from producer.memories.embeddings import Embedder, LiteLLMEmbedder, make_embedder
 from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.profiles import Profile, load_profiles, register
 from schemas.settings import Settings
+from worker.errors import ConfigError
 from worker.memory.extraction import Extractor, LLMExtractor, OfflineExtractor
 from worker.memory.history import HistoryLog
 from worker.memory.llm import LLMClient, load_litellm, warm_call_path
@@ -31,20 +36,74 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 @dataclass
 class Runtime:
     settings: Settings
-    redis: redis.Redis
+    redis: Any
+    """The coordination state's client: ``redis.Redis``, or ``RedisCluster``."""
     coordinator: Coordinator
     store: MemoryStore
     embedder: Embedder
     reflector: Reflector
     history: HistoryLog
+    celery_redis: Any = None
+    """Celery's Redis (results, RedBeat) when it is another server than ``redis``; None: the same."""
 
     def close(self) -> None:
         self.store.close()
         self.redis.close()
+        if self.celery_redis is not None:
+            self.celery_redis.close()
 
 
 def redis_url(settings: Settings) -> str:
     return settings.resolved_redis_url() or DEFAULT_REDIS_URL
+
+
+def celery_redis_url(settings: Settings) -> str:
+    """The plain Redis of Celery's result backend and RedBeat: ``celery_redis_url``, else
+    ``redis_url`` (on one Redis). Kombu's Redis transport, Celery's Redis backend and RedBeat do
+    not support Redis Cluster, so with ``redis_cluster`` it must be set, to another server."""
+    coordination = redis_url(settings)
+    if settings.celery_redis_url is not None:
+        url = settings.celery_redis_url.get_secret_value()
+        if settings.redis_cluster and url == coordination:
+            raise ConfigError(
+                "REVERIE_CELERY_REDIS_URL is the cluster's own URL: Celery needs a plain Redis, not a cluster node"
+            )
+        return url
+    if settings.redis_cluster:
+        raise ConfigError(
+            "REVERIE_REDIS_CLUSTER is on but REVERIE_CELERY_REDIS_URL is unset: Celery's result backend and "
+            "RedBeat (and its broker, unless REVERIE_BROKER_URL) need a plain Redis; set REVERIE_CELERY_REDIS_URL"
+        )
+    return coordination
+
+
+def celery_urls(settings: Settings) -> tuple[str, str]:
+    """Celery's (broker, result backend): the broker is ``broker_url``, else the Celery Redis."""
+    backend = celery_redis_url(settings)
+    if settings.broker_url is None:
+        return backend, backend
+    broker = settings.broker_url.get_secret_value()
+    if settings.redis_cluster and broker == redis_url(settings):
+        raise ConfigError("REVERIE_BROKER_URL is the cluster's own URL: Kombu's Redis transport needs a plain Redis")
+    return broker, backend
+
+
+def open_redis(settings: Settings, **kwargs: Any) -> Any:
+    """A client of the coordination state's Redis (a ``RedisCluster`` with ``redis_cluster``)."""
+    return open_sync(redis_url(settings), cluster=settings.redis_cluster, **kwargs)
+
+
+def worker_keys(settings: Settings) -> WorkerKeys:
+    return WorkerKeys(settings.key_prefix, settings.shards, tagged=settings.redis_cluster or None)
+
+
+def check_layout(client: Any, keys: WorkerKeys, *, write: bool = True) -> None:
+    """Refuse to run on state laid out for another shard count (``LayoutMismatch``); record ours
+    on a fresh deployment (if ``write``)."""
+    where = connect_where(client)
+    recorded = layout.resolve(client, keys, where=where, write=write)
+    if recorded != keys.layout:
+        raise layout.refuse(keys, recorded, where)
 
 
 def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[Profile], Extractor]:
@@ -95,14 +154,21 @@ def warm_up(settings: Settings, embedder: Embedder) -> None:
 
 def build_coordinator(settings: Settings) -> Coordinator:
     """The Redis side alone: what a standalone dispatcher needs, without opening Qdrant (a
-    local-mode folder belongs to the one worker that writes it)."""
-    client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+    local-mode folder belongs to the one worker that writes it). Checks the shard layout."""
+    client = open_redis(settings, socket_timeout=10, socket_connect_timeout=5)
+    keys = worker_keys(settings)
+    try:
+        check_layout(client, keys)
+    except BaseException:
+        client.close()
+        raise
     return Coordinator(
         client,
-        WorkerKeys(settings.key_prefix),
+        keys,
         history_ttl_s=settings.history_retention_s,
         history_max=settings.history_max_entries,
         events_max_len=settings.events_max_len,
+        replica_wait_ms=settings.replica_wait_ms,
     )
 
 
@@ -129,7 +195,10 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
         max_entries=settings.history_max_entries,
         events_max_len=settings.events_max_len,
     )
-    return Runtime(settings, client, coordinator, store, embedder, reflector, history)
+    celery = None
+    if settings.celery_redis_url is not None and celery_redis_url(settings) != redis_url(settings):
+        celery = redis.Redis.from_url(celery_redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+    return Runtime(settings, client, coordinator, store, embedder, reflector, history, celery)
 
 
 _lock = threading.Lock()

@@ -15,8 +15,8 @@ import structlog
 from celery import Celery, Task
 from celery.exceptions import Ignore
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
+from producer.connect import REDIS_ERRORS
 from producer.core import describe_errors
 from schemas.ids import check_id
 from schemas.reflection import ReflectArgs
@@ -78,9 +78,9 @@ def reflect(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             result = runtime.reflector.run(parsed)
         except Exception:
-            _observe(runtime, "failed", started)
+            _observe(runtime, parsed.user_id, "failed", started)
             raise  # logged once by the reflector: a WARNING, or an ERROR with traceback if unexpected
-        _observe(runtime, result.outcome, started)
+        _observe(runtime, parsed.user_id, result.outcome, started)
         log.info("reflection finished", outcome=result.outcome, inserted=result.inserted, updated=result.updated)
         summary = result.model_dump()
         state = CUSTOM_STATES.get(result.outcome)
@@ -92,12 +92,12 @@ def reflect(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return summary
 
 
-def _observe(runtime: Any, outcome: str, started: float) -> None:
+def _observe(runtime: Any, user_id: str, outcome: str, started: float) -> None:
     """The reflection's duration: this process's histogram, and the fleet's (Redis)."""
     seconds = time.monotonic() - started
     observe_reflection(outcome, seconds)
-    with contextlib.suppress(RedisError):  # a metric must never fail a reflection
-        runtime.coordinator.incr_stats(**observations(REFLECTION, [seconds], label=outcome))
+    with contextlib.suppress(*REDIS_ERRORS):  # a metric must never fail a reflection
+        runtime.coordinator.incr_stats(user_id, **observations(REFLECTION, [seconds], label=outcome))
 
 
 def consolidate(self: Task, flush: bool | None = None, user_id: str | None = None) -> dict[str, Any]:

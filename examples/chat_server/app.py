@@ -120,6 +120,9 @@ def producer_config(settings: Settings) -> ProducerConfig:
         max_wait_s=settings.max_wait_s,
         timeout_s=settings.redis_timeout_s,
         on_unavailable=settings.on_unavailable,
+        cluster=settings.redis_cluster,
+        shards=settings.shards,
+        replica_wait_ms=settings.replica_wait_ms,
     )
 
 

@@ -2,7 +2,10 @@
 -- KEYS[7]=user_threads (the user's thread-id index)
 -- ARGV[1]=after_ms ARGV[2]=max_wait_ms ARGV[3]=member ARGV[4]=profile ARGV[5]=msgid_ttl_s
 -- ARGV[6]=thread_id ARGV[7]=index_ttl_s ARGV[8..]=pairs of (message id or '', turn JSON)
--- Returns {accepted, duplicates, generation, due_ms or -1}
+-- Returns {accepted, duplicates, generation, due_ms or -1}, or {-1, 0, 0, -1} if `reverie reshard`
+-- closed this shard (its stats hash has a 'closed' field): nothing written, the producer reads the
+-- layout record again and resends.
+if redis.call('HEXISTS', KEYS[6], 'closed') == 1 then return {-1, 0, 0, -1} end
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local accepted, dups = 0, 0

@@ -86,10 +86,13 @@ def open_pending(settings: Settings) -> PendingTurns | None:
     url = settings.resolved_redis_url()
     if url is None:
         return None
-    import redis
-
+    from producer.connect import open_sync
     from producer.keys import Keys
 
     timeout = settings.redis_timeout_s
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    return PendingTurns(client, Keys(settings.key_prefix), owns_client=True)
+
+    def connect() -> object:
+        return open_sync(url, cluster=settings.redis_cluster, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    keys = Keys(settings.key_prefix, settings.shards, tagged=settings.redis_cluster or None)
+    return PendingTurns(None, keys, owns_client=True, connect=connect)

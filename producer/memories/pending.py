@@ -4,16 +4,18 @@ Redis (submitted, not yet reflected), matched against a query like memories are.
 A match is a user-role turn (assistant, system and tool turns are never returned), among the
 ``limit`` newest still buffered across the user's threads, embedded with the reader's embedder and
 scored by cosine against the query, as memories are. One Redis round trip (the PENDING_TURNS
-script) per search that asks for them.
+script) per search that asks for them. The script reads buffer keys it names from the user's
+thread index: all in the user's shard (one slot on Redis Cluster), so it runs there too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
+from producer import layout
+from producer.connect import is_cluster, where
 from producer.keys import Keys
 from producer.scripts import ReadScripts
 from schemas.ids import check_id
@@ -29,20 +31,50 @@ PENDING_KIND = "turn"
 
 
 class PendingTurns:
-    """Reads one user's buffered user turns from Redis (the keys ``producer.keys`` names)."""
+    """Reads one user's buffered user turns from Redis (the keys ``producer.keys`` names), in the
+    shard layout recorded in Redis (read once, on first use). ``client`` is a ``redis.Redis`` or a
+    ``RedisCluster``, or ``connect``, a function that opens one on first use."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, limit: int = PENDING_LIMIT, owns_client: bool = False):
-        self.client = client
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        *,
+        limit: int = PENDING_LIMIT,
+        owns_client: bool = False,
+        connect: Callable[[], Any] | None = None,
+    ):
+        self._client = client
+        self._connect = connect
         self.keys = keys
         self.limit = limit
         self._owns_client = owns_client
-        self._scripts = ReadScripts(client)
+        self._scripts: ReadScripts | None = None
+        self._layout_checked = False
+
+    @property
+    def client(self) -> Any:
+        if self._client is None and self._connect is not None:
+            self._client = self._connect()
+        return self._client
+
+    def _ready(self) -> ReadScripts:
+        if self._scripts is None:
+            self._scripts = ReadScripts(self.client)
+        if not self._layout_checked:
+            recorded = layout.resolve(self.client, self.keys, where=where(self.client), write=False)
+            if recorded != self.keys.layout:
+                self.keys = layout.followable(self.keys, recorded, is_cluster(self.client))
+            self._layout_checked = True
+        return self._scripts
 
     def fetch(self, user_id: str) -> list[tuple[str, BufferedTurn]]:
-        """``(thread_id, turn)`` of the user's newest buffered user turns, newest first (one round trip)."""
+        """``(thread_id, turn)`` of the user's newest buffered user turns, newest first (one round
+        trip; two the first time, which reads the layout record)."""
         check_id(user_id)
+        scripts = self._ready()
         prefix = self.keys.buffer(user_id, "")
-        reply = self._scripts.pending_turns(
+        reply = scripts.pending_turns(
             keys=[self.keys.user_threads(user_id)], args=[prefix, self.limit, SCAN_PER_THREAD, MAX_THREADS]
         )
         found = []
@@ -56,8 +88,8 @@ class PendingTurns:
         return found[: self.limit]
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        if self._owns_client and self._client is not None:
+            self._client.close()
 
 
 def as_record(user_id: str, namespace: str, thread_id: str, turn: BufferedTurn, score: float) -> MemoryRecord:

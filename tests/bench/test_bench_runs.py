@@ -25,7 +25,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,  # figure 9 starts a 6-node cluster
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| # | figure |" in proc.stdout
@@ -37,9 +37,9 @@ def sections(report: dict) -> dict[str, dict]:
 
 
 def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
-    """Ten figures; every row names its reference and carries the ratio to it."""
+    """Eleven figures; every row names its reference and carries the ratio to it."""
     found = sections(report)
-    assert sorted(found, key=int) == [str(n) for n in range(1, 11)]
+    assert sorted(found, key=int) == [str(n) for n in range(1, 12)]
     for section in found.values():
         assert section["rows"], section["name"]
         for row in section["rows"]:
@@ -127,3 +127,11 @@ def test_sibling_threads_are_each_reflected_once_and_nothing_is_lost(report) -> 
         assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
         assert sorted(run["ready_lag_p50_by_sibling_ms"], key=int) == [str(n) for n in range(1, run["threads"] + 1)]
         assert run["handover_p50_ms"] is not None  # each user's second thread was handed the lease
+
+
+def test_the_cluster_figure_spread_keys_over_three_primaries(report) -> None:
+    """Figure 11 ran on three primaries: every one holds keys of the load, and every series ran."""
+    counters = sections(report)["11"]["counters"]
+    assert len(counters["keys_per_primary"]) == 3
+    assert min(counters["keys_per_primary"].values()) > 0
+    assert set(counters["p50_us"]) == {"single", "cluster", "wait", "set:single", "set:cluster"}

@@ -100,13 +100,24 @@ def test_redis_restart_under_load_loses_no_accepted_turn(aof_redis, spawn, scrip
 
     client = redis.Redis.from_url(aof_redis.url())
     try:
-        wait_until(
-            lambda: all(client.llen(f"{prefix}:buf:u-t{n}:t{n}") == 0 for n in range(THREADS))
-            and client.zcard(f"{prefix}:due_ss") == 0
-            and client.zcard(f"{prefix}:inflight_ss") == 0,
-            90,
-            "every thread reflected after the restart",
-        )
+        try:
+            wait_until(
+                lambda: all(client.llen(f"{prefix}:buf:u-t{n}:t{n}") == 0 for n in range(THREADS))
+                and client.zcard(f"{prefix}:due_ss") == 0
+                and client.zcard(f"{prefix}:inflight_ss") == 0,
+                90,
+                "every thread reflected after the restart",
+            )
+        except AssertionError as e:  # say what was left and what the worker logged
+            left = {
+                "buffered": [client.llen(f"{prefix}:buf:u-t{n}:t{n}") for n in range(THREADS)],
+                "due": client.zrange(f"{prefix}:due_ss", 0, -1, withscores=True),
+                "inflight": client.zrange(f"{prefix}:inflight_ss", 0, -1, withscores=True),
+                "dead": client.hkeys(f"{prefix}:dlq"),
+                "now": client.time(),
+                "alive": worker.alive(),
+            }
+            raise AssertionError(f"{e}; left: {left}; worker log tail:\n{worker.log()[-4000:]}") from None
         assert client.hlen(f"{prefix}:dlq") == 0
     finally:
         client.close()

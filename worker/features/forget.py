@@ -2,11 +2,13 @@
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
 set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
-the global due/in-flight sorted sets, the dead-letter hash and the webhook dead letters
-(``worker.features.webhooks``: forget may read that feature's letters), and Celery results
-(``reflect:u:t:g…`` task ids, every outcome including failures). Per-thread keys are found
-with ``SCAN MATCH`` (ids cannot contain glob characters or ``:``), members with
-``ZSCAN``/``HSCAN``; nothing is assumed about which threads exist.
+the due/in-flight sorted sets and the dead-letter hash of the user's shard, the webhook dead
+letters of the user's events (``worker.features.webhooks``: forget may read that feature's
+letters; all of it in the user's shard, one slot on Redis Cluster), and Celery results
+(``reflect:u:t:g…`` task ids, every outcome including failures; on Celery's own Redis when the
+coordination state is on a cluster). Per-thread keys are found with ``SCAN MATCH`` (ids cannot
+contain glob characters or ``:``), members with ``ZSCAN``/``HSCAN``; nothing is assumed about
+which threads exist.
 
 The user's lease is taken first so that no reflection of this user runs while we delete
 (one that started earlier finishes or loses its lease; a plan journaled by it is deleted with
@@ -51,11 +53,13 @@ def _s(value: bytes | str) -> str:
 
 
 def thread_keys_of(client: redis.Redis, keys: WorkerKeys, user_id: str) -> dict[str, list[str]]:
-    """Per-thread keys of ``user_id``, grouped by kind (``buf``, ``thread``...)."""
+    """Per-thread keys of ``user_id``, grouped by kind (``buf``, ``thread``...): in the user's
+    shard (every primary is scanned on a cluster; the tag keeps the match to that shard)."""
     found: dict[str, list[str]] = {kind: [] for kind in THREAD_KINDS}
-    for raw in client.scan_iter(match=f"{keys.prefix}{SEP}*{SEP}{user_id}{SEP}*", count=SCAN_COUNT):
+    base = keys.base(keys.shard_of(user_id))
+    for raw in client.scan_iter(match=f"{base}{SEP}*{SEP}{user_id}{SEP}*", count=SCAN_COUNT):
         key = _s(raw)
-        parts = key.removeprefix(keys.prefix + SEP).split(SEP)
+        parts = key.removeprefix(base + SEP).split(SEP)
         # exact shape check: p:<kind>:<user>:<thread>, never a longer key that merely contains the id
         if len(parts) == 3 and parts[0] in found and parts[1] == user_id:
             found[parts[0]].append(key)
@@ -107,13 +111,15 @@ def forget_user(
     ``celery_prefix`` defaults to the one ``create_app`` derives from the same key prefix."""
     check_id(user_id)
     client, keys = runtime.redis, runtime.coordinator.keys
+    shard = keys.shard_for(user_id)
+    celery = runtime.celery_redis if runtime.celery_redis is not None else client
     _take_lease(runtime, user_id, lease_wait_s)
     per_thread = thread_keys_of(client, keys, user_id)
-    due = _members_of(client, keys.due_ss, user_id, hash_=False)
-    inflight = _members_of(client, keys.inflight_ss, user_id, hash_=False)
-    dead = _members_of(client, keys.dlq, user_id, hash_=True)
+    due = _members_of(client, shard.due_ss, user_id, hash_=False)
+    inflight = _members_of(client, shard.inflight_ss, user_id, hash_=False)
+    dead = _members_of(client, shard.dlq, user_id, hash_=True)
     webhook_dlq, webhook_dead = letters_of_user(client, keys, user_id)
-    results = _celery_results(client, celery_prefix or keys.celery_prefix(), user_id)
+    results = _celery_results(celery, celery_prefix or keys.celery_prefix(), user_id)
     pipe = client.pipeline(transaction=False)
     pipe.llen(keys.history(user_id))
     for key in per_thread["buf"]:
@@ -121,23 +127,26 @@ def forget_user(
     history_entries, *buffer_lengths = (int(n) for n in pipe.execute())
     buffered = sum(buffer_lengths)
 
+    # One MULTI, in one slot on a cluster: every key below is in the user's shard.
     pipe = client.pipeline(transaction=True)
     if due:
-        pipe.zrem(keys.due_ss, *due)
+        pipe.zrem(shard.due_ss, *due)
     if inflight:
-        pipe.zrem(keys.inflight_ss, *inflight)
+        pipe.zrem(shard.inflight_ss, *inflight)
     if dead:
-        pipe.hdel(keys.dlq, *dead)
+        pipe.hdel(shard.dlq, *dead)
     if webhook_dead:
         pipe.hdel(webhook_dlq, *webhook_dead)
     if runtime.settings.events_max_len:  # in the MULTI: no forget without its event, nor the reverse
-        _add_event(pipe, keys.events, user_id, runtime.settings.events_max_len)
-    pipe.zrem(keys.changed_ss, user_id)
-    data_keys = [k for group in per_thread.values() for k in group] + results
+        _add_event(pipe, shard.events, user_id, runtime.settings.events_max_len)
+    pipe.zrem(shard.changed_ss, user_id)
+    data_keys = [k for group in per_thread.values() for k in group]
     data_keys += [keys.history(user_id), keys.user_threads(user_id)]
     pipe.delete(*data_keys)
     pipe.delete(keys.fence(user_id), keys.lease(user_id), keys.waiters(user_id))  # ours now; not counted
     deleted_keys = int(pipe.execute()[-2])
+    if results:  # Celery's results live on Celery's Redis (another server beside a cluster)
+        deleted_keys += int(celery.delete(*results))
     memories = runtime.store.delete_user(user_id)
     return {
         "memories": memories,

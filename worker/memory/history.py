@@ -14,7 +14,7 @@ memory model names no Redis key of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from producer.scripts import ScriptSet
@@ -23,14 +23,22 @@ from schemas.memory import HistoryEntry
 from schemas.reflection import CommitPlan, MemoryOp
 
 
-class HistoryKeys(Protocol):
-    def history(self, user_id: str) -> str: ...
+class ShardChangeKeys(Protocol):
+    """A shard's "changed" set and events stream."""
 
     @property
     def changed_ss(self) -> str: ...
 
     @property
     def events(self) -> str: ...
+
+
+class HistoryKeys(Protocol):
+    def history(self, user_id: str) -> str: ...
+
+    def shard_for(self, user_id: str) -> ShardChangeKeys: ...
+
+    def all_shards(self) -> Sequence[ShardChangeKeys]: ...
 
 
 class HistoryScripts(ScriptSet):
@@ -96,9 +104,10 @@ class HistoryLog:
         the next consolidation)."""
         if not entries and not events and not mark_changed:
             return 0
+        shard = self.keys.shard_for(user_id)
         return int(
             self.scripts.record_changes(
-                keys=[self.keys.history(user_id), self.keys.changed_ss, self.keys.events],
+                keys=[self.keys.history(user_id), shard.changed_ss, shard.events],
                 args=[
                     user_id,
                     self.retention_s,
@@ -119,10 +128,14 @@ class HistoryLog:
         return [e for e in entries if memory_id is None or e.memory_id == memory_id]
 
     def changed_users(self, limit: int) -> list[tuple[str, float]]:
-        """Users marked changed, oldest change first, with the mark's score."""
-        raw = self.r.zrange(self.keys.changed_ss, 0, limit - 1, withscores=True)
-        return [(u.decode() if isinstance(u, bytes) else u, float(score)) for u, score in raw]
+        """Users marked changed (every shard's), oldest change first, with the mark's score."""
+        pipe = self.r.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.zrange(shard.changed_ss, 0, limit - 1, withscores=True)
+        raw = sorted(((score, u) for reply in pipe.execute() for u, score in reply), key=lambda x: x[0])
+        return [(u.decode() if isinstance(u, bytes) else u, float(score)) for score, u in raw[:limit]]
 
     def clear_changed(self, user_id: str, seen_score: float) -> bool:
         """Unmark a consolidated user, unless it changed again after ``seen_score``."""
-        return bool(self.scripts.clear_changed(keys=[self.keys.changed_ss], args=[user_id, seen_score]))
+        key = self.keys.shard_for(user_id).changed_ss
+        return bool(self.scripts.clear_changed(keys=[key], args=[user_id, seen_score]))

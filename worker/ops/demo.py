@@ -152,7 +152,8 @@ def _reset(runtime: Runtime, users: set[str]) -> None:
     for user in users:
         runtime.store.delete_user(user)
         runtime.redis.delete(keys.history(user))
-    runtime.redis.delete(keys.due_ss, keys.inflight_ss, keys.stats, keys.dlq)
+    for shard in keys.all_shards():
+        runtime.redis.delete(shard.due_ss, shard.inflight_ss, shard.stats, shard.dlq)
     for user, thread, _ in SCRIPT:
         runtime.redis.delete(*keys.thread_keys(user, thread))
 

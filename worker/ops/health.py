@@ -32,12 +32,20 @@ def check_redis(settings: Settings) -> Check:
     url = settings.resolved_redis_url()
     if url is None:
         return Check("redis", "fail", "no Redis configured: set REVERIE_REDIS_URL or REDIS_URL")
+    from producer.connect import open_sync
+
+    cluster = ""
     try:
-        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        client = open_sync(url, cluster=settings.redis_cluster, socket_timeout=3, socket_connect_timeout=3)
         try:
             client.ping()
             info = client.info("server")
             version = info.get("redis_version") or info.get("valkey_version") or "?"
+            if settings.redis_cluster:  # one node answering is not enough: every slot must be served
+                state = client.cluster_info().get("cluster_state", "?")
+                if state != "ok":
+                    return Check("redis", "fail", f"cluster_state:{state}")
+                cluster = f"; cluster of {len(client.get_primaries())} primaries, {settings.shards} shards"
             try:
                 policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
             except redis.ResponseError:  # CONFIG disabled (managed Redis): cannot tell
@@ -48,9 +56,11 @@ def check_redis(settings: Settings) -> Check:
         return Check("redis", "fail", _error(e))
     if policy not in ("noeviction", "unknown"):
         return Check(
-            "redis", "warn", f"version {version}; maxmemory-policy {policy}: evictions can drop turns, use noeviction"
+            "redis",
+            "warn",
+            f"version {version}; maxmemory-policy {policy}: evictions can drop turns, use noeviction{cluster}",
         )
-    return Check("redis", "ok", f"version {version}; maxmemory-policy {policy}")
+    return Check("redis", "ok", f"version {version}; maxmemory-policy {policy}{cluster}")
 
 
 def check_qdrant(settings: Settings) -> Check:

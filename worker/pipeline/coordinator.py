@@ -5,10 +5,13 @@ scripts (``worker/pipeline/lua``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+import structlog
 
-from producer.keys import member, split_member
+from producer.keys import Keys, member, split_member
+from producer.replicas import target
 from schemas.errors import DecodeError
 from schemas.events import encode_events
 from schemas.messages import BufferedTurn
@@ -16,7 +19,10 @@ from schemas.reflection import CommitPlan, DeadLetter
 from worker.memory.events import events_from_plan
 from worker.memory.history import encode, entries_from_plan
 from worker.pipeline.keys import WorkerKeys
-from worker.pipeline.scripts import PipelineScripts
+from worker.pipeline.scripts import PipelineScripts, run_many
+from worker.pipeline.shards import fair_share, sum_counters
+
+log = structlog.get_logger("reverie.coordinator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,63 +66,78 @@ def decode_plan(raw: bytes | str) -> CommitPlan:
 
 
 class Coordinator:
-    """One per process; safe to share between threads (redis-py pool)."""
+    """One per process; safe to share between threads (redis-py pool). Works on every shard of
+    the key layout: a user's calls go to the user's shard, the dispatcher's to all of them."""
 
     def __init__(
         self,
-        client: redis.Redis,
-        keys: WorkerKeys,
+        client: Any,
+        keys: Keys,
         *,
         history_ttl_s: int = 90 * 86400,
         history_max: int = 10_000,
         events_max_len: int = 0,
+        replica_wait_ms: int = 0,
     ) -> None:
         self.r = client
-        self.keys = keys
+        self.replica_wait_ms = replica_wait_ms
+        """``WAIT`` for one replica after journaling a commit plan (0: do not wait)."""
+        self.keys = WorkerKeys.of(keys)
         self.scripts = PipelineScripts(client)
         self.history_ttl_s = history_ttl_s
         self.history_max = history_max
         self.events_max_len = events_max_len
         """Change events kept in the stream (``MAXLEN ~``); 0 writes none."""
+        self._turn = 0
+        """Which shard goes first in the next pass (rotates, so no shard always wins the remainder)."""
 
     # -- dispatch ---------------------------------------------------------------------------
     def due_candidates(self, limit: int) -> tuple[list[str], int]:
-        """Members due now, and ms until the next due member (-1 if none)."""
-        reply = self.scripts.due_candidates(keys=[self.keys.due_ss], args=[limit])
-        return [_s(m) for m in reply[1:]], int(reply[0])
+        """Members due now (at most ``limit``, shared fairly between the shards that have any:
+        round robin from a rotating start), and ms until the next due member (-1 if none)."""
+        shards = self.keys.all_shards()
+        replies = run_many(self.r, self.scripts.due_candidates, [([s.due_ss], [limit]) for s in shards])
+        start, self._turn = self._turn % len(shards), self._turn + 1
+        lists = [[_s(m) for m in reply[1:]] for reply in replies[start:] + replies[:start]]
+        heads = [int(reply[0]) for reply in replies if int(reply[0]) != -1]
+        return fair_share(lists, limit), min(heads) if heads else -1
 
     def claim(self, members: list[str], inflight_ms: int) -> list[Claimed]:
-        """Claim each member atomically (pipelined: one round trip for the batch)."""
+        """Claim members atomically: one CLAIM call per shard, all in one pipeline."""
         if not members:
             return []
-        pipe = self.r.pipeline(transaction=False)
+        by_shard: dict[int, list[str]] = {}
         for m in members:
-            u, t = split_member(m)
-            self.scripts.claim(
-                keys=[self.keys.due_ss, self.keys.inflight_ss, self.keys.thread(u, t), self.keys.stats],
-                args=[m, inflight_ms],
-                client=pipe,
-            )
-        out = []
-        for m, (gen, lag) in zip(members, pipe.execute(), strict=True):
-            if int(gen) > 0:
-                u, t = split_member(m)
-                out.append(Claimed(u, t, int(gen), int(lag)))
-        return out
+            by_shard.setdefault(self.keys.shard_of(split_member(m)[0]), []).append(m)
+        calls = []
+        for n, group in by_shard.items():
+            shard = self.keys.shard(n)
+            threads = [self.keys.thread(*split_member(m)) for m in group]
+            calls.append(([shard.due_ss, shard.inflight_ss, shard.stats, *threads], [inflight_ms, *group]))
+        claimed: dict[str, Claimed] = {}
+        for group, reply in zip(by_shard.values(), run_many(self.r, self.scripts.claim, calls), strict=True):
+            for m, gen, lag in zip(group, reply[::2], reply[1::2], strict=True):
+                if int(gen) > 0:
+                    u, t = split_member(m)
+                    claimed[m] = Claimed(u, t, int(gen), int(lag))
+        return [claimed[m] for m in members if m in claimed]
 
     def requeue_expired(self, limit: int = 1000) -> int:
-        return int(
-            self.scripts.requeue_expired(keys=[self.keys.inflight_ss, self.keys.due_ss, self.keys.stats], args=[limit])
-        )
+        calls = [([s.inflight_ss, s.due_ss, s.stats], [limit]) for s in self.keys.all_shards()]
+        return sum(int(n) for n in run_many(self.r, self.scripts.requeue_expired, calls))
 
     def inflight_count(self) -> int:
-        return int(self.r.zcard(self.keys.inflight_ss))
+        pipe = self.r.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.zcard(shard.inflight_ss)
+        return sum(int(n) for n in pipe.execute())
 
     def heartbeat(self, user_id: str, thread_id: str, inflight_ms: int) -> None:
         """Push the in-flight deadline forward while a reflection runs."""
         t = self.r.time()
         now_ms = int(t[0]) * 1000 + int(t[1]) // 1000
-        self.r.zadd(self.keys.inflight_ss, {member(user_id, thread_id): now_ms + inflight_ms}, xx=True)
+        key = self.keys.shard_for(user_id).inflight_ss
+        self.r.zadd(key, {member(user_id, thread_id): now_ms + inflight_ms}, xx=True)
 
     # -- lease ------------------------------------------------------------------------------
     def acquire_lease(self, user_id: str, ttl_ms: int) -> int:
@@ -129,12 +150,15 @@ class Coordinator:
     def release_lease(self, user_id: str, token: int) -> bool:
         """Free the lease if it is still ours (work outside a reflection: consolidation, forget),
         and hand it over to the user's threads that waited for it."""
-        keys = [self.keys.lease(user_id), self.keys.due_ss, self.keys.waiters(user_id)]
+        keys = [self.keys.lease(user_id), self.keys.shard_for(user_id).due_ss, self.keys.waiters(user_id)]
         return bool(self.scripts.lease_release(keys=keys, args=[token]))
 
     def flush_due(self, limit: int, user_id: str = "") -> int:
-        """Make pending threads (of ``user_id``, or of everyone) due now, ignoring debounce."""
-        return int(self.scripts.flush_due(keys=[self.keys.due_ss, self.keys.stats], args=[limit, user_id]))
+        """Make pending threads (of ``user_id``, or of everyone) due now, ignoring debounce;
+        at most ``limit`` per shard."""
+        shards = [self.keys.shard_for(user_id)] if user_id else self.keys.all_shards()
+        calls = [([s.due_ss, s.stats], [limit, user_id]) for s in shards]
+        return sum(int(n) for n in run_many(self.r, self.scripts.flush_due, calls))
 
     # -- reflection -------------------------------------------------------------------------
     def snapshot(self, user_id: str, thread_id: str, max_turns: int) -> Snapshot:
@@ -158,8 +182,26 @@ class Coordinator:
             )
         )
 
+    def journal_replicated(self, user_id: str) -> bool:
+        """With ``replica_wait_ms``: is what the user's shard holds so far (the commit journal
+        included) on a replica? ``WAIT 1``; a primary with no replica connected counts as yes
+        (no failover can promote a replica that lacks it). Checked before memories are written,
+        so that a failover replays the journal (same ids) rather than reflecting again (new ids:
+        duplicates)."""
+        if not self.replica_wait_ms:
+            return True
+        node = target(self.r, self.keys.lease(user_id))
+        if int(self.r.execute_command("WAIT", 1, self.replica_wait_ms, **node)) >= 1:
+            return True
+        role = self.r.execute_command("ROLE", **node)
+        if len(role[2]) == 0:
+            log.warning("no replica connected: the commit journal is on the primary only", user_id=user_id)
+            return True
+        return False
+
     def finalize(self, token: int, plan: CommitPlan, idle_ttl_s: int = 86400) -> str:
         u, t = plan.user_id, plan.thread_id
+        shard = self.keys.shard_for(u)
         return _s(
             self.scripts.finalize(
                 keys=[
@@ -167,13 +209,13 @@ class Coordinator:
                     self.keys.buffer(u, t),
                     self.keys.lease(u),
                     self.keys.journal(u, t),
-                    self.keys.inflight_ss,
-                    self.keys.stats,
+                    shard.inflight_ss,
+                    shard.stats,
                     self.keys.history(u),
-                    self.keys.changed_ss,
-                    self.keys.due_ss,
+                    shard.changed_ss,
+                    shard.due_ss,
                     self.keys.waiters(u),
-                    self.keys.events,
+                    shard.events,
                 ],
                 args=[
                     token,
@@ -206,13 +248,14 @@ class Coordinator:
     ) -> None:
         """End a reflection without a commit; ``stat`` is its outcome (recorded as the thread's
         last reflection with ``turns`` read and the ``extractor`` that ran, if any)."""
+        shard = self.keys.shard_for(user_id)
         self.scripts.release(
             keys=[
                 self.keys.thread(user_id, thread_id),
                 self.keys.lease(user_id),
-                self.keys.inflight_ss,
-                self.keys.stats,
-                self.keys.due_ss,
+                shard.inflight_ss,
+                shard.stats,
+                shard.due_ss,
                 self.keys.waiters(user_id),
             ],
             args=[token, member(user_id, thread_id), generation, stat, turns, extractor],
@@ -235,14 +278,15 @@ class Coordinator:
         """Back in the due set after ``delay_ms``; a counted failure may dead-letter instead (and
         is recorded as the last reflection, with the ``error`` class). With ``wait_for_lease``
         the thread waits for the user's lease to be released (or to run out)."""
+        shard = self.keys.shard_for(user_id)
         attempts, dead = self.scripts.reschedule(
             keys=[
                 self.keys.thread(user_id, thread_id),
                 self.keys.lease(user_id),
-                self.keys.inflight_ss,
-                self.keys.due_ss,
-                self.keys.dlq,
-                self.keys.stats,
+                shard.inflight_ss,
+                shard.due_ss,
+                shard.dlq,
+                shard.stats,
                 self.keys.waiters(user_id),
             ],
             args=[
@@ -263,27 +307,39 @@ class Coordinator:
     def attempts(self, user_id: str, thread_id: str) -> int:
         return int(self.r.hget(self.keys.thread(user_id, thread_id), "attempts") or 0)
 
-    def incr_stats(self, **counts: int) -> None:
+    def incr_stats(self, user_id: str | None = None, /, **counts: int) -> None:
+        """Add to the fleet-wide counters (in ``user_id``'s shard, else the first shard's)."""
+        key = (self.keys.shard_for(user_id) if user_id else self.keys.shard(0)).stats
         pipe = self.r.pipeline(transaction=False)
         for name, n in counts.items():
             if n:
-                pipe.hincrby(self.keys.stats, name, n)
+                pipe.hincrby(key, name, n)
         pipe.execute()
 
     def stats(self) -> dict[str, int]:
-        return {_s(k): int(v) for k, v in self.r.hgetall(self.keys.stats).items()}
+        """The counters, summed over the shards."""
+        pipe = self.r.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.hgetall(shard.stats)
+        return sum_counters(pipe.execute())
 
     # -- dead letters -----------------------------------------------------------------------
     def dead_letters(self) -> list[DeadLetter]:
-        return [DeadLetter.model_validate_json(v) for v in self.r.hgetall(self.keys.dlq).values()]
+        pipe = self.r.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.hvals(shard.dlq)
+        return [DeadLetter.model_validate_json(v) for values in pipe.execute() for v in values]
+
+    def dead_letter_raw(self, user_id: str, thread_id: str) -> bytes | None:
+        return self.r.hget(self.keys.shard_for(user_id).dlq, member(user_id, thread_id))  # type: ignore[no-any-return]
 
     def replay_dead(self, user_id: str, thread_id: str) -> bool:
         return bool(
             self.scripts.replay_dead(
                 keys=[
-                    self.keys.dlq,
+                    self.keys.shard_for(user_id).dlq,
                     self.keys.thread(user_id, thread_id),
-                    self.keys.due_ss,
+                    self.keys.shard_for(user_id).due_ss,
                     self.keys.buffer(user_id, thread_id),
                 ],
                 args=[member(user_id, thread_id)],
@@ -297,17 +353,18 @@ class Coordinator:
         after the thread was dead-lettered are in the same buffer and are discarded too."""
         m = member(user_id, thread_id)
         buf = self.keys.buffer(user_id, thread_id)
+        shard = self.keys.shard_for(user_id)
         with self.r.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(self.keys.dlq, buf)
-                if not pipe.hexists(self.keys.dlq, m):
+                pipe.watch(shard.dlq, buf)
+                if not pipe.hexists(shard.dlq, m):
                     return None
                 turns = int(pipe.llen(buf))
                 pipe.multi()
-                pipe.hdel(self.keys.dlq, m)
-                pipe.zrem(self.keys.due_ss, m)
+                pipe.hdel(shard.dlq, m)
+                pipe.zrem(shard.due_ss, m)
                 pipe.delete(buf, self.keys.journal(user_id, thread_id), self.keys.thread(user_id, thread_id))
-                pipe.hincrby(self.keys.stats, "dead_dropped", 1)
+                pipe.hincrby(shard.stats, "dead_dropped", 1)
                 pipe.execute()
             except redis.WatchError:
                 return self.drop_dead(user_id, thread_id)  # a turn arrived meanwhile: count again

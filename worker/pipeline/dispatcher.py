@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 import structlog
-from redis.exceptions import RedisError
 
+from producer.connect import REDIS_ERRORS
 from worker.observability.metrics import observe_dispatch_lag
 from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.histograms import DISPATCH_LAG, observations
@@ -95,7 +95,7 @@ class Dispatcher:
             try:
                 sent, next_ms = self.run_once(time.monotonic())
                 backoff = self.interval_s
-            except RedisError as e:
+            except REDIS_ERRORS as e:
                 log.warning("dispatcher cannot reach redis", error=type(e).__name__)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
+from producer.connect import REDIS_ERRORS
 from producer.memories.embeddings import Embedder
 from schemas.memory import MemoryRecord, MemorySource
 from schemas.messages import BufferedTurn
@@ -128,7 +127,7 @@ class Reflector:
                     if not self.coordinator.renew_lease(user_id, token, self._lease_ms):
                         return  # released, or lost: the fence decides at commit time
                     self.coordinator.heartbeat(user_id, thread_id, inflight_ms)
-                except RedisError as e:
+                except REDIS_ERRORS as e:
                     log.warning("lease renewal failed", user_id=user_id, error=type(e).__name__)
 
         keeper = threading.Thread(target=beat, name="reverie-lease", daemon=True)
@@ -169,10 +168,10 @@ class Reflector:
         except Exception as e:  # failed extractions cost calls too: count them before failing
             usage = getattr(e, "usage", None)
             if isinstance(usage, Usage):
-                self.coordinator.incr_stats(**usage.stats(), llm_calls_in_failures=usage.llm_calls)
+                self.coordinator.incr_stats(u, **usage.stats(), llm_calls_in_failures=usage.llm_calls)
             raise
         self.coordinator.incr_stats(
-            **out.stats(), llm_text_replies=out.text_replies, llm_text_tool_calls=out.text_tool_calls
+            u, **out.stats(), llm_text_replies=out.text_replies, llm_text_tool_calls=out.text_tool_calls
         )
         plan = build_plan(
             user_id=u,
@@ -193,7 +192,7 @@ class Reflector:
             self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
             return self._result("rolled_back", args, out, extractor, len(snap.turns), reason=REASONS["rolled_back"])
         if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
-            self.coordinator.incr_stats(committed_overdue=1)
+            self.coordinator.incr_stats(u, committed_overdue=1)
             log.info("committing past max_wait", turns=len(snap.turns))
         elif status != "ok":
             raise _Retryable(f"commit refused: {status}")
@@ -226,6 +225,8 @@ class Reflector:
         # extend) the lease right before touching Qdrant; the replay by the lease holder finishes.
         if not self.coordinator.renew_lease(plan.user_id, token, self._lease_ms):
             raise _Retryable("lease lost before the Qdrant write")
+        if not self.coordinator.journal_replicated(plan.user_id):  # REVERIE_REPLICA_WAIT_MS
+            raise _Retryable("the commit journal is not on a replica yet (the replica lags)")
         crash_point("after_journal")
         self.store.apply(plan.user_id, plan.ops, source=source, now_ms=plan.created_ms)
         crash_point("after_qdrant_write")

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from producer.keys import split_member
 from worker.pipeline import histograms
 from worker.pipeline.coordinator import Coordinator
+from worker.pipeline.shards import sum_counters
 
 REFLECTION_OUTCOMES = ("committed", "superseded", "rolled_back", "noop", "deferred", "failed", "dead_lettered")
 COUNTERS = {
@@ -49,26 +50,31 @@ class RedisCollector(Collector):
         self.coordinator = coordinator
 
     def snapshot(self) -> dict[str, float]:
-        """The raw numbers behind the metrics (also used by ``reverie stats``)."""
+        """The raw numbers behind the metrics (also used by ``reverie stats``), summed over the
+        shards: ``TIME``, then one pipeline (one round trip per primary on a cluster)."""
         r, keys = self.coordinator.r, self.coordinator.keys
+        shards = keys.all_shards()
+        now = r.time()  # not in the pipeline: a cluster pipeline refuses keyless commands
         pipe = r.pipeline(transaction=False)
-        pipe.hgetall(keys.stats)
-        pipe.zcard(keys.due_ss)
-        pipe.zcard(keys.inflight_ss)
-        pipe.hlen(keys.dlq)
-        pipe.zrange(keys.due_ss, 0, 0, withscores=True)
-        pipe.zrange(keys.due_ss, 0, BUFFER_SAMPLE - 1)
-        pipe.zrange(keys.inflight_ss, 0, BUFFER_SAMPLE - 1)
-        pipe.time()
-        stats, due, inflight, dead, head, due_members, inflight_members, now = pipe.execute()
-        out: dict[str, float] = {_s(k): float(v) for k, v in stats.items()}
+        for shard in shards:
+            pipe.hgetall(shard.stats)
+            pipe.zcard(shard.due_ss)
+            pipe.zcard(shard.inflight_ss)
+            pipe.hlen(shard.dlq)
+            pipe.zrange(shard.due_ss, 0, 0, withscores=True)
+            pipe.zrange(shard.due_ss, 0, BUFFER_SAMPLE - 1)
+            pipe.zrange(shard.inflight_ss, 0, BUFFER_SAMPLE - 1)
+        replies = pipe.execute()
+        rows = [replies[n : n + 7] for n in range(0, len(replies), 7)]
+        out: dict[str, float] = {k: float(v) for k, v in sum_counters([row[0] for row in rows]).items()}
         now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-        out["due_threads"] = float(due)
-        out["inflight_threads"] = float(inflight)
-        out["dead_letters"] = float(dead)
-        out["oldest_overdue_s"] = max(0.0, (now_ms - head[0][1]) / 1000) if head else 0.0
-        members = {_s(m) for m in due_members} | {_s(m) for m in inflight_members}
-        out["buffered_turns"] = float(self._buffered(sorted(members)))
+        out["due_threads"] = float(sum(int(row[1]) for row in rows))
+        out["inflight_threads"] = float(sum(int(row[2]) for row in rows))
+        out["dead_letters"] = float(sum(int(row[3]) for row in rows))
+        heads = [row[4][0][1] for row in rows if row[4]]
+        out["oldest_overdue_s"] = max(0.0, (now_ms - min(heads)) / 1000) if heads else 0.0
+        members = {_s(m) for row in rows for m in row[5]} | {_s(m) for row in rows for m in row[6]}
+        out["buffered_turns"] = float(self._buffered(sorted(members)[: 2 * BUFFER_SAMPLE]))
         return out
 
     def _buffered(self, members: list[str]) -> int:

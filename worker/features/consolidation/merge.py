@@ -79,5 +79,5 @@ def llm_merge(runtime: Runtime, survivor: MemoryRecord, losers: list[MemoryRecor
         log.info("llm merge failed; newest wins", user_id=survivor.user_id, error=type(e).__name__)
         return None
     finally:  # every call is counted, whatever became of it
-        runtime.coordinator.incr_stats(**out.stats())
+        runtime.coordinator.incr_stats(survivor.user_id, **out.stats())
     return Merged(render_content(schema.__name__, data), data, out.llm_calls)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from schemas.webhooks import DeliverArgs, WebhookDeadLetter, dead_letter_field
-from worker.features.webhooks.keys import dlq_key, group
+from worker.features.webhooks.keys import dlq_key, dlq_keys, group, user_dlq_key
 from worker.pipeline.keys import WorkerKeys
 
 SCAN_COUNT = 1000
@@ -31,7 +31,7 @@ class NotReplayable(ValueError):
 def dead_letter(client: Any, keys: WorkerKeys, letter: WebhookDeadLetter) -> None:
     """Write (or replace) the letter and acknowledge its entry, atomically."""
     pipe = client.pipeline(transaction=True)
-    pipe.hset(dlq_key(keys), letter.field, letter.model_dump_json())
+    pipe.hset(dlq_key(letter.stream), letter.field, letter.model_dump_json())
     pipe.xack(letter.stream, group(letter.endpoint), letter.stream_id)
     pipe.execute()
 
@@ -54,16 +54,27 @@ def make_letter(
 
 def dead_letters(client: Any, keys: WorkerKeys, endpoint: str | None = None) -> list[WebhookDeadLetter]:
     """Every webhook dead letter (of ``endpoint``), oldest first."""
-    raw = client.hgetall(dlq_key(keys))
-    letters = [WebhookDeadLetter.model_validate_json(v) for v in raw.values()]
+    pipe = client.pipeline(transaction=False)
+    for key in dlq_keys(keys):
+        pipe.hgetall(key)
+    letters = [WebhookDeadLetter.model_validate_json(v) for raw in pipe.execute() for v in raw.values()]
     return sorted((d for d in letters if endpoint in (None, d.endpoint)), key=lambda d: (d.at_ms, d.field))
 
 
 def get_letter(client: Any, keys: WorkerKeys, endpoint: str, ref: str) -> WebhookDeadLetter:
-    raw = client.hget(dlq_key(keys), dead_letter_field(endpoint, ref))
-    if raw is None:
+    found = [raw for raw in _each_hash(client, keys, "hget", dead_letter_field(endpoint, ref)) if raw is not None]
+    if not found:
         raise UnknownDeadLetter(f"no webhook dead letter for endpoint {endpoint} event {ref}")
-    return WebhookDeadLetter.model_validate_json(raw)
+    return WebhookDeadLetter.model_validate_json(found[0])
+
+
+def _each_hash(client: Any, keys: WorkerKeys, command: str, field: str) -> list[Any]:
+    """``command`` (hget, hdel) of ``field`` on every dead-letter hash, in one round trip (the
+    letter's hash is not known from its reference alone: a stream id names no user)."""
+    pipe = client.pipeline(transaction=False)
+    for key in dlq_keys(keys):
+        getattr(pipe, command)(key, field)
+    return list(pipe.execute())
 
 
 def replay(client: Any, keys: WorkerKeys, letter: WebhookDeadLetter, send: Callable[[DeliverArgs], None]) -> None:
@@ -74,17 +85,17 @@ def replay(client: Any, keys: WorkerKeys, letter: WebhookDeadLetter, send: Calla
             "nothing to send; drop the letter"
         )
     marked = letter.model_copy(update={"replayed_ms": int(time.time() * 1000)})
-    client.hset(dlq_key(keys), letter.field, marked.model_dump_json())
+    client.hset(dlq_key(letter.stream), letter.field, marked.model_dump_json())
     send(DeliverArgs(endpoint=letter.endpoint, stream=letter.stream, stream_id=letter.stream_id, replay=True))
 
 
 def replayed(client: Any, keys: WorkerKeys, args: DeliverArgs, ref: str) -> None:
     """A replayed delivery succeeded: its letter goes."""
-    client.hdel(dlq_key(keys), dead_letter_field(args.endpoint, ref))
+    client.hdel(dlq_key(args.stream), dead_letter_field(args.endpoint, ref))
 
 
 def drop(client: Any, keys: WorkerKeys, endpoint: str, ref: str) -> bool:
-    return bool(client.hdel(dlq_key(keys), dead_letter_field(endpoint, ref)))
+    return any(_each_hash(client, keys, "hdel", dead_letter_field(endpoint, ref)))
 
 
 def _s(value: bytes | str) -> str:
@@ -101,5 +112,5 @@ def letters_of_user(client: Any, keys: WorkerKeys, user_id: str) -> tuple[str, l
     """The dead-letter hash and the fields of ``user_id``'s letters (for ``forget``). Event ids
     start with ``<user>:`` and ids hold no glob characters, so ``MATCH`` narrows the scan; the
     letter's ``user_id`` decides."""
-    key = dlq_key(keys)
+    key = user_dlq_key(keys, user_id)
     return key, list(_fields_of_user(client, key, user_id))

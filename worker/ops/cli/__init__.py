@@ -2,7 +2,7 @@
 
 Commands live in small modules by concept: ``process`` (demo, worker, beat, flower,
 dispatcher), ``data`` (submit, search, memories, forget), ``memory`` (history, consolidate),
-``ops`` (pending, stats, dlq),
+``ops`` (pending, stats, dlq), ``shards`` (reshard),
 ``events`` (the change events stream), ``webhooks`` (endpoints and their dead letters, under
 ``dlq``) and ``observe`` (health, metrics). Importing them registers them on ``cli``.
 """
@@ -20,6 +20,7 @@ from worker.ops.cli import (  # noqa: F401  (registers the commands)
     observe,
     ops,
     process,
+    shards,
     webhooks,
 )
 from worker.ops.cli.common import cli, err, redis_unreachable

@@ -91,24 +91,36 @@ def build_runtime(s: Settings) -> Runtime:
 
 
 def runtime() -> Runtime:
+    from producer.errors import LayoutMismatch
+    from worker.errors import ConfigError
     from worker.observability.logs import configure
 
     s = settings()
     configure(s.log_level)
     require_redis_url(s)
-    return build_runtime(s)
+    try:
+        return build_runtime(s)
+    except (LayoutMismatch, ConfigError) as e:
+        fail(str(e))
 
 
 def coordinator() -> Coordinator:
-    """Redis only (no Qdrant, no litellm): for commands that read queues and counters."""
-    import redis
-
+    """Redis only (no Qdrant, no litellm): for commands that read queues and counters. Refuses
+    (one line, exit 2) a deployment laid out for another ``REVERIE_SHARDS``."""
+    from producer.errors import LayoutMismatch
     from worker.pipeline.coordinator import Coordinator
-    from worker.pipeline.keys import WorkerKeys
+    from worker.runtime import check_layout, open_redis, worker_keys
 
     s = settings()
-    client = redis.Redis.from_url(require_redis_url(s), socket_timeout=5, socket_connect_timeout=3)
-    return Coordinator(client, WorkerKeys(s.key_prefix))
+    require_redis_url(s)
+    client = open_redis(s, socket_timeout=5, socket_connect_timeout=3)
+    keys = worker_keys(s)
+    try:
+        check_layout(client, keys, write=False)
+    except LayoutMismatch as e:
+        client.close()
+        fail(str(e))
+    return Coordinator(client, keys)
 
 
 def history_log() -> HistoryLog:

@@ -71,6 +71,8 @@ def _producer_config() -> Any:
         on_unavailable="raise",
         timeout_s=max(s.redis_timeout_s, 2.0),
         profiles=_known_profiles(s),
+        cluster=s.redis_cluster,
+        shards=s.shards,
     )
 
 

@@ -1,6 +1,8 @@
 """``reverie events``: the change events stream (ids only), listed or followed.
 
-Streams are not indexed by user, so ``--user`` filters what is read, batch by batch. Services
+With shards there is one stream per shard; they are read and merged by time (stream ids are
+``<ms>-<seq>``; ``--since`` applies to each). Streams are not indexed by user, so ``--user``
+filters what is read, batch by batch. Services
 should read with a consumer group instead (README, "Change events"); this command is for
 operators and debugging, and never acknowledges anything.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -25,6 +28,8 @@ STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 BATCH = 500
 BLOCK_MS = 1000
 """One XREAD BLOCK wait: below the CLI's 5 s socket timeout, so Ctrl-C is prompt too."""
+POLL_S = 0.25
+"""With several shards' streams, the pause between polls that found nothing."""
 
 
 def _check_since(since: str | None) -> str | None:
@@ -37,8 +42,23 @@ def _matching(events: list[ChangeEvent], user: str | None) -> list[ChangeEvent]:
     return [e for e in events if user is None or e.user_id == user]
 
 
-def _after(r: redis.Redis, key: str, since: str, count: int, user: str | None) -> list[ChangeEvent]:
-    """Up to ``count`` events (of ``user``) after ``since``, oldest first."""
+def order(stream_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair (ms, seq): how the shards' streams are merged by time."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _merged(per_stream: list[list[ChangeEvent]]) -> list[ChangeEvent]:
+    return sorted((e for events in per_stream for e in events), key=lambda e: order(e.stream_id))
+
+
+def _after(r: redis.Redis, keys: list[str], since: str, count: int, user: str | None) -> list[ChangeEvent]:
+    """Up to ``count`` events (of ``user``) after ``since``, oldest first, over every shard's
+    stream (merged by time: stream ids are ``<ms>-<seq>``)."""
+    return _merged([_after_one(r, key, since, count, user) for key in keys])[:count]
+
+
+def _after_one(r: redis.Redis, key: str, since: str, count: int, user: str | None) -> list[ChangeEvent]:
     from worker.memory.events import read_events
 
     out: list[ChangeEvent] = []
@@ -51,8 +71,12 @@ def _after(r: redis.Redis, key: str, since: str, count: int, user: str | None) -
     return out[:count]
 
 
-def _newest(r: redis.Redis, key: str, count: int, user: str | None) -> list[ChangeEvent]:
-    """The newest ``count`` events (of ``user``), oldest first."""
+def _newest(r: redis.Redis, keys: list[str], count: int, user: str | None) -> list[ChangeEvent]:
+    """The newest ``count`` events (of ``user``) over every shard's stream, oldest first."""
+    return _merged([_newest_one(r, key, count, user) for key in keys])[-count:]
+
+
+def _newest_one(r: redis.Redis, key: str, count: int, user: str | None) -> list[ChangeEvent]:
     from worker.memory.events import decode_entries
 
     out: list[ChangeEvent] = []
@@ -94,20 +118,24 @@ def events(
         check_id("user", user)
     _check_since(since)
     coord = coordinator()
-    r, key = coord.r, coord.keys.events
-    shown = _after(r, key, since, count, user) if since is not None else _newest(r, key, count, user)
+    r, keys = coord.r, coord.keys.event_streams()
+    shown = _after(r, keys, since, count, user) if since is not None else _newest(r, keys, count, user)
     if not follow:
-        _show(shown, as_json, f"events ({key})")
+        title = keys[0] if len(keys) == 1 else f"{len(keys)} shards"
+        _show(shown, as_json, f"events ({title})")
         return
-    _follow(r, key, shown, user, as_json)
+    _follow(r, keys, shown, user, as_json)
 
 
-def _follow(r: redis.Redis, key: str, shown: list[ChangeEvent], user: str | None, as_json: bool) -> None:
+def _follow(r: redis.Redis, keys: list[str], shown: list[ChangeEvent], user: str | None, as_json: bool) -> None:
     """Print what was listed, then every new event as it arrives: one JSON object a line with
-    ``--json`` (for ``jq``), one short line otherwise. Ends with Ctrl-C."""
+    ``--json`` (for ``jq``), one short line otherwise. Ends with Ctrl-C. One stream is read
+    with ``XREAD BLOCK``; several (shards) are polled in turn (a cluster refuses a multi-stream
+    XREAD across slots), and what each poll finds is printed in time order."""
     from worker.memory.events import last_id, read_events
 
-    cursor = shown[-1].stream_id if shown else last_id(r, key)
+    # What was listed ends at one time for every stream (they were merged by time).
+    cursors = {key: shown[-1].stream_id if shown else last_id(r, key) for key in keys}
     while True:
         for e in shown:
             if as_json:
@@ -115,6 +143,13 @@ def _follow(r: redis.Redis, key: str, shown: list[ChangeEvent], user: str | None
             else:
                 cells = "  ".join(str(c) for c in _row(e) if c != "")
                 console.print(f"{e.stream_id}  {cells}", highlight=False, soft_wrap=True)
-        shown = _matching(batch := read_events(r, key, since=cursor, count=BATCH, block_ms=BLOCK_MS), user)
-        if batch:
-            cursor = batch[-1].stream_id
+        batches = []
+        for key in keys:
+            block = BLOCK_MS if len(keys) == 1 else None
+            batch = read_events(r, key, since=cursors[key], count=BATCH, block_ms=block)
+            if batch:
+                cursors[key] = batch[-1].stream_id
+            batches.append(batch)
+        shown = _matching(_merged(batches), user)
+        if len(keys) > 1 and not shown:
+            time.sleep(POLL_S)

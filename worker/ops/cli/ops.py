@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from producer.keys import member, split_member
+from producer.keys import split_member
 from worker.ops.cli.common import JsonOpt, check_id, cli, console, coordinator, fail, print_json, short_time, table
 
 dlq_cli = typer.Typer(
@@ -34,8 +34,17 @@ def pending(
     coord = coordinator()
     r, keys = coord.r, coord.keys
     now_ms = _now_ms(r)
-    listed = [("due", m, s) for m, s in r.zrange(keys.due_ss, 0, limit - 1, withscores=True)]
-    listed += [("running", m, s) for m, s in r.zrange(keys.inflight_ss, 0, limit - 1, withscores=True)]
+    pipe = r.pipeline(transaction=False)
+    for shard in keys.all_shards():  # every shard's first `limit`, then the first `limit` of all
+        pipe.zrange(shard.due_ss, 0, limit - 1, withscores=True)
+        pipe.zrange(shard.inflight_ss, 0, limit - 1, withscores=True)
+        pipe.zcard(shard.due_ss)
+        pipe.zcard(shard.inflight_ss)
+    per_shard = pipe.execute()
+    due = sorted((x for n in range(0, len(per_shard), 4) for x in per_shard[n]), key=lambda x: x[1])
+    running = sorted((x for n in range(1, len(per_shard), 4) for x in per_shard[n]), key=lambda x: x[1])
+    listed = [("due", m, s) for m, s in due[:limit]] + [("running", m, s) for m, s in running[:limit]]
+    totals = {"due": sum(per_shard[2::4]), "running": sum(per_shard[3::4])}
     pipe = r.pipeline(transaction=False)
     for _, raw, _ in listed:
         user, thread = split_member(raw)
@@ -57,7 +66,6 @@ def pending(
                 "oldest_wait_s": round((now_ms - int(first_ms)) / 1000, 2) if first_ms else None,
             }
         )
-    totals = {"due": r.zcard(keys.due_ss), "running": r.zcard(keys.inflight_ss)}
     if as_json:
         print_json({"threads": rows, "totals": totals})
         return
@@ -175,7 +183,7 @@ def _letter(coord: Any, user: str, thread: str) -> Any:
 
     check_id("user", user)
     check_id("thread", thread)
-    raw = coord.r.hget(coord.keys.dlq, member(user, thread))
+    raw = coord.dead_letter_raw(user, thread)
     if raw is None:
         fail(f"no dead letter for user {user} thread {thread}", code=1)
     return DeadLetter.model_validate_json(raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -58,16 +58,41 @@ def demo(
 
 def _celery(argv: list[str], *, owns_store: bool = False) -> None:
     """Run a Celery command and exit with its status: a worker that could not start must not
-    look like a clean exit to a supervisor (systemd, Kubernetes, compose ``restart: on-failure``)."""
-    from worker.app import create_app
+    look like a clean exit to a supervisor (systemd, Kubernetes, compose ``restart: on-failure``).
+    A worker first checks the shard layout recorded in Redis (one line and exit 2 if it differs)."""
     from worker.observability.logs import configure
 
     s = settings()
     configure(s.log_level)
-    if owns_store and s.qdrant_url is None:
-        _claim_local_store(s)
-    code = create_app(s).start(argv)
+    app = _app(s)
+    if owns_store:
+        _coordinator(s).r.close()
+        if s.qdrant_url is None:
+            _claim_local_store(s)
+    code = app.start(argv)
     raise typer.Exit(code or 0)
+
+
+def _app(s: Settings) -> Any:
+    """The Celery app, or one line naming the settings that cannot run together (exit 2)."""
+    from worker.app import create_app
+    from worker.errors import ConfigError
+
+    try:
+        return create_app(s)
+    except ConfigError as e:
+        fail(str(e))
+
+
+def _coordinator(s: Settings) -> Any:
+    """Redis, with the shard layout checked (recorded on a fresh deployment)."""
+    from producer.errors import LayoutMismatch
+    from worker.runtime import build_coordinator
+
+    try:
+        return build_coordinator(s)
+    except LayoutMismatch as e:
+        fail(str(e))
 
 
 def _claim_local_store(s: Settings) -> None:
@@ -174,15 +199,14 @@ def dispatcher() -> None:
     local-mode worker, which owns the Qdrant folder."""
     import threading
 
-    from worker.app import create_app, make_dispatcher, make_relay
+    from worker.app import make_dispatcher, make_relay
     from worker.features.webhooks.relay import RelayThread
     from worker.observability.logs import configure
-    from worker.runtime import build_coordinator
 
     s = settings()
     configure(s.log_level)
     stop = threading.Event()
-    app, coord = create_app(s), build_coordinator(s)
+    app, coord = _app(s), _coordinator(s)
     relay = RelayThread(make_relay(app, coordinator=coord)).start() if s.webhooks else None
     try:
         make_dispatcher(app, coordinator=coord).run(stop)
