@@ -14,6 +14,7 @@ from functools import lru_cache
 import redis
 
 from producer.memories.embeddings import Embedder, LiteLLMEmbedder, make_embedder
+from producer.memories.live import concrete
 from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.profiles import Profile, load_profiles, register
 from schemas.settings import Settings
@@ -48,8 +49,14 @@ def redis_url(settings: Settings) -> str:
 
 
 def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[Profile], Extractor]:
-    @lru_cache(maxsize=64)
+    """The extractor of a profile. The offline one compares with embeddings and thresholds of one
+    model: it is built per model of the current (pinned) view, so it follows a re-embed."""
+
     def extractor_for(profile: Profile) -> Extractor:
+        return _extractor(profile, concrete(embedder))
+
+    @lru_cache(maxsize=64)
+    def _extractor(profile: Profile, embedder: Embedder) -> Extractor:
         model = profile.model or settings.model
         if not model:
             return OfflineExtractor(
@@ -101,9 +108,12 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
     load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
     coordinator = build_coordinator(settings)
     client = coordinator.r
-    embedder = store.embedder if store is not None else make_embedder(settings)
-    warm_up(settings, embedder)
-    store = store or open_store(settings, embedder=embedder)
+    # Warm the configured model (the live one unless a re-embed switched it): no Qdrant call
+    # here, processes may start before Qdrant does.
+    configured = make_embedder(settings) if store is None else store.configured_embedder
+    warm_up(settings, configured)
+    store = store or open_store(settings, embedder=configured)
+    embedder = store.embedder  # follows the live collection (``producer.memories.live``)
     reflector = Reflector(
         settings=settings,
         coordinator=coordinator,
