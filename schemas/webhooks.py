@@ -156,7 +156,9 @@ def dead_letter_field(endpoint: str, event_id: str) -> str:
     return f"{endpoint}|{event_id}"
 
 
-def payload(event: ChangeEvent, timestamp: str, *, content: str | None = None, with_content: bool = False) -> dict[str, Any]:
+def payload(
+    event: ChangeEvent, timestamp: str, *, content: str | None = None, with_content: bool = False
+) -> dict[str, Any]:
     """The JSON body of one delivery (pure): type, timestamp and the event's ids; ``content``
     (``None`` when the memory is gone) only for endpoints that opted in."""
     data: dict[str, Any] = {

@@ -114,7 +114,11 @@ def deliver(runtime: Any, args: DeliverArgs, attempt: int) -> Outcome:
     ids = {"endpoint": endpoint.name, "stream_id": args.stream_id, "attempt": attempt}
     entries = r.xrange(events_key, args.stream_id, args.stream_id)
     if not entries:  # trimmed (the consumer fell behind the cap): it can never be sent
-        dead_letter(r, runtime.coordinator.keys, make_letter(endpoint.name, "", args.stream_id, attempt, status=None, error="trimmed"))
+        dead_letter(
+            r,
+            runtime.coordinator.keys,
+            make_letter(endpoint.name, "", args.stream_id, attempt, status=None, error="trimmed"),
+        )
         log.warning("webhook event trimmed before delivery, dead-lettered", **ids)
         return Outcome("dead_lettered", attempt, error="trimmed")
     event = decode_entries(entries)[0]
@@ -138,7 +142,9 @@ def deliver(runtime: Any, args: DeliverArgs, attempt: int) -> Outcome:
         max_attempts=settings.webhook_max_attempts,
     )
     if delay is None:
-        letter = make_letter(endpoint.name, event.event_id, args.stream_id, attempt, status=result.status, error=result.error)
+        letter = make_letter(
+            endpoint.name, event.event_id, args.stream_id, attempt, status=result.status, error=result.error
+        )
         dead_letter(r, runtime.coordinator.keys, letter)
         log.warning("webhook dead-lettered", error=result.error, **ids)
         return Outcome("dead_lettered", attempt, result.status, result.error)

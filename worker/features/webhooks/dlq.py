@@ -33,7 +33,9 @@ def dead_letter(client: redis.Redis, keys: WorkerKeys, letter: WebhookDeadLetter
     pipe.execute()
 
 
-def make_letter(endpoint: str, event_id: str, stream_id: str, attempts: int, *, status: int | None, error: str) -> WebhookDeadLetter:
+def make_letter(
+    endpoint: str, event_id: str, stream_id: str, attempts: int, *, status: int | None, error: str
+) -> WebhookDeadLetter:
     return WebhookDeadLetter(
         endpoint=endpoint,
         event_id=event_id,
