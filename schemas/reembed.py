@@ -86,7 +86,7 @@ class ReembedArgs(BaseModel):
     @model_validator(mode="after")
     def _one_action(self) -> ReembedArgs:
         if sum((self.to is not None, self.drop_old, self.abort)) != 1:
-            raise ValueError("give exactly one of to (the new embedding model), drop_old or abort")
+            raise ValueError("give exactly one of --to MODEL, --drop-old or --abort (task: to, drop_old, abort)")
         return self
 
 
@@ -118,5 +118,6 @@ class ReembedReport(BaseModel):
     caught_up: int = 0
     seconds: float = 0.0
     continued: bool = False
-    """The run stopped at its time budget and sent a task to continue (Celery only)."""
+    """The run stopped at its time budget (and, as a task, sent ``next_task_id`` to continue)."""
+    next_task_id: str = ""
     dropped: list[str] = Field(default_factory=list)

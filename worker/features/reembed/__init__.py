@@ -6,7 +6,8 @@
   switch; ``changes``: the change events read since a position; ``reconcile``: the rules that
   apply them before and after the switch.
 - ``aliases``: the atomic alias switch; ``plan``: request checks and the ``--dry-run`` estimate;
-  ``admin``: ``--drop-old`` and ``--abort``; ``keys``: the feature's Redis keys.
+  ``admin``: ``--drop-old`` and ``--abort``; ``keys``: the feature's Redis keys; ``task``: the
+  ``reverie.reembed`` task's core (a time budget, then it continues in a new task).
 
 Readers and writers follow the alias through ``producer.memories.live``. Removing the feature
 means removing this folder, its task and its command.

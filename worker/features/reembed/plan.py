@@ -30,6 +30,7 @@ def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline cost map
     import litellm
 
+    litellm.suppress_debug_info = True  # no "Provider List" banner for an unknown model
     return litellm
 
 

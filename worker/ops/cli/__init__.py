@@ -3,7 +3,8 @@
 Commands live in small modules by concept: ``process`` (demo, worker, beat, flower,
 dispatcher), ``data`` (submit, search, memories, forget), ``memory`` (history, consolidate),
 ``ops`` (pending, stats, dlq),
-``events`` (the change events stream) and ``observe`` (health, metrics). Importing them registers them on ``cli``.
+``events`` (the change events stream), ``observe`` (health, metrics) and ``reembed`` (moving
+memories to another embedding model). Importing them registers them on ``cli``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from __future__ import annotations
 import os
 import sys
 
-from worker.ops.cli import data, evaluate, events, memory, observe, ops, process  # noqa: F401  (registers the commands)
+from worker.ops.cli import (  # noqa: F401  (registers the commands)
+    data,
+    evaluate,
+    events,
+    memory,
+    observe,
+    ops,
+    process,
+    reembed,
+)
 from worker.ops.cli.common import cli, err, redis_unreachable
 
 __all__ = ["cli", "main"]
