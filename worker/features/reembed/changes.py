@@ -40,7 +40,7 @@ class Changes:
 
 def fold(events: Iterable[ChangeEvent], into: Changes | None = None) -> Changes:
     """Fold events, oldest first (one user's events are in one stream, in commit order)."""
-    out = into or Changes()
+    out = Changes() if into is None else into
     for event in events:
         if event.op == "forget":
             out.forgotten[event.user_id] = set()
