@@ -53,6 +53,8 @@ class ReembedState(BaseModel):
     caught_up: int = 0
     """Memories copied again or removed because they changed during the re-embed."""
     cursors: dict[str, StreamCursor] = Field(default_factory=dict)
+    compared: bool = False
+    """The whole comparison before the switch is done (not repeated when a run continues)."""
     started_ms: int = 0
     switched_ms: int = 0
     finished_ms: int = 0

@@ -134,7 +134,7 @@ def reembed(self: Task, **kwargs: Any) -> dict[str, Any]:
     a time budget inside the task time limit, then sends itself again to continue."""
     from schemas.reembed import ReembedArgs
     from worker.features.reembed import ReembedError
-    from worker.features.reembed.task import run_task
+    from worker.features.reembed import task as job
 
     try:
         args = ReembedArgs.model_validate(kwargs)
@@ -148,14 +148,14 @@ def reembed(self: Task, **kwargs: Any) -> dict[str, Any]:
         if self.request.id and not self.request.is_eager:
             self.update_state(state="PROGRESS", meta=meta)
 
-    budget_s = max(settings.lease_s * 0.8 - 10, 10)
+    runtime = get_runtime(settings)
     try:
-        result = run_task(get_runtime(settings), args, budget_s=budget_s, progress=progress)
+        result = job.run_task(runtime, args, budget_s=job.budget_s(runtime.settings), progress=progress)
     except ReembedError as e:
         log.warning("reembed refused", task_id=self.request.id, error=str(e)[:300])
         raise
     if result.get("continued"):
-        next_id = f"reembed:{settings.namespace}:{uuid.uuid4().hex[:8]}"
+        next_id = f"reembed:{runtime.settings.namespace}:{uuid.uuid4().hex[:8]}"
         self.app.send_task(REEMBED, kwargs=args.model_dump(exclude_defaults=True), task_id=next_id)
         result["next_task_id"] = next_id
     return result

@@ -203,14 +203,19 @@ class Reembed:
             self._save(cp, state)
             if state.phase != "copy":
                 return
+            self._pause_if_due()
 
     def _catch_up(self, cp: Checkpoint, state: ReembedState, transfer: Transfer) -> None:
         for _ in range(MAX_PASSES):
             self._step(cp)
             if self._pass_before(cp, state, transfer) < state.batch_size:
                 break
-        state.caught_up += compare_all(transfer, state.batch_size, on_page=lambda: self._step(cp))
-        self._pass_before(cp, state, transfer)
+            self._pause_if_due()
+        if not state.compared:
+            state.caught_up += compare_all(transfer, state.batch_size, on_page=lambda: self._step(cp))
+            state.compared = True
+            self._save(cp, state)
+        self._pass_before(cp, state, transfer)  # the last one: the switch follows at once
         live = self.ctx.store.live
         assert live is not None
         switch_alias(self.ctx.store, live.alias, state.target)
@@ -243,6 +248,7 @@ class Reembed:
             if last:
                 break
             self._save(cp, state)
+            self._pause_if_due()
             time.sleep(PASS_INTERVAL_S)
         state.phase, state.finished_ms = "done", _now_ms()
         cp.save(None, keep_old=state.source)
@@ -253,6 +259,9 @@ class Reembed:
 
     def _step(self, cp: Checkpoint) -> None:
         cp.check()
+
+    def _pause_if_due(self) -> None:
+        """Stop at the time budget, right after a checkpoint (so every run makes progress)."""
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise Paused()
 

@@ -9,9 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas.reembed import ReembedArgs, ReembedReport, ReembedState
+from schemas.settings import Settings
 from worker.features.reembed.admin import abort, drop_old, kept_old
 from worker.features.reembed.run import Context, Reembed
 from worker.runtime import Runtime
+
+
+def budget_s(settings: Settings) -> float:
+    """How long one task works before it continues in a new one: well inside the task time limit
+    (``lease_s``, enforced by prefork pools)."""
+    return max(settings.lease_s * 0.8 - 10, 10)
 
 
 def context(runtime: Runtime) -> Context:
