@@ -37,14 +37,31 @@ class Sizes:
     import_runs: int
     worker_reflections: int
     debounce_s: float = 1.0
+    reembed: tuple[int, int] = (20, 100)  # users, memories per user
 
 
 SIZES = {
-    "tiny": Sizes("tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5),
+    "tiny": Sizes("tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5, (2, 10)),
     "quick": Sizes("quick", 5000, 100, 50, (10, 3, 4), 1000, 10.0, 200, 6, ((10, 100), (30, 100)), 15, 5, 20),
-    "full": Sizes("full", 20000, 100, 200, (40, 5, 5), 3000, 20.0, 2000, 10, ((100, 100), (1000, 100)), 20, 9, 200),
+    "full": Sizes(
+        "full",
+        20000,
+        100,
+        200,
+        (40, 5, 5),
+        3000,
+        20.0,
+        2000,
+        10,
+        ((100, 100), (1000, 100)),
+        20,
+        9,
+        200,
+        1.0,
+        (100, 100),
+    ),
 }
-FIGURES = (1, 2, 3, 4, 5, 6, 7, 8)
+FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
@@ -53,6 +70,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
     from bench.first_submit import first_submits
     from bench.memory import memory
     from bench.pipeline import dispatch_lag, economy, throughput
+    from bench.reembed import reembed_figure
     from bench.report import Section
     from bench.search import search_latency
     from tests.support.scripted_llm import ScriptedLLM
@@ -75,6 +93,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
             6: lambda: search_latency(env, sizes=list(sizes.search), queries=sizes.queries, quick=sizes.name != "full"),
             7: lambda: memory(env, runs=sizes.import_runs, reflections=sizes.worker_reflections),
             8: lambda: first_submits(env, trials=2 if sizes.name == "tiny" else 5),
+            9: lambda: reembed_figure(env, users=sizes.reembed[0], per_user=sizes.reembed[1], queries=sizes.queries),
         }
         u, t, k = sizes.economy
 

@@ -37,9 +37,9 @@ def sections(report: dict) -> dict[str, dict]:
 
 
 def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
-    """Eight figures; every row names its reference and carries the ratio to it."""
+    """Nine figures; every row names its reference and carries the ratio to it."""
     found = sections(report)
-    assert sorted(found) == [str(n) for n in range(1, 9)]
+    assert sorted(found, key=int) == [str(n) for n in range(1, 10)]
     for section in found.values():
         assert section["rows"], section["name"]
         for row in section["rows"]:
@@ -95,3 +95,12 @@ def test_first_submits_are_all_accepted_and_warm_opens_one_connection_per_caller
         assert run["submits"] > 0 and run["accepted"] == run["submits"]
     assert runs["cold pool"]["warmed_connections"] == 0
     assert runs["after warm()"]["warmed_connections"] == 40 * 2  # 40 callers, 2 trials at --tiny
+
+
+def test_re_embedding_copies_every_memory_and_no_search_fails(report) -> None:
+    """Figure 9: both re-embeds finish with every memory copied, and searches ran during them."""
+    runs = sections(report)["9"]["counters"]
+    assert set(runs) == {"hash-128", "use-m3"}
+    for run in runs.values():
+        assert run["phase"] == "done" and run["copied"] == run["memories"]
+        assert run["search_errors"] == 0 and run["searches_during"] > 0
