@@ -29,7 +29,7 @@ from schemas.reembed import ReembedArgs, ReembedEstimate, ReembedReport, Reembed
 from schemas.settings import Settings
 from worker.features.reembed import changes as events
 from worker.features.reembed.aliases import switch_alias
-from worker.features.reembed.checkpoint import Checkpoint, old_collections
+from worker.features.reembed.checkpoint import Checkpoint, load_state, old_collections
 from worker.features.reembed.errors import ReembedRefused
 from worker.features.reembed.plan import check_model, estimate
 from worker.features.reembed.reconcile import AfterSwitch, before_switch, compare_all
@@ -81,11 +81,8 @@ class Reembed:
         self._check_setup()
         with Checkpoint(self.ctx.redis, self.ctx.keys, self.ctx.settings.namespace) as cp:
             state = cp.load()
-            if state is not None and sanitize_name(args.to) != sanitize_name(state.target_model):
-                raise ReembedRefused(
-                    f"--to: a re-embed to {state.target_model!r} is unfinished (phase {state.phase}); run "
-                    f"`reverie reembed --to {state.target_model}` to finish it, or `--abort` to discard it"
-                )
+            if state is not None:
+                self._same_model(args.to, state)
             embedder = self._embedder(args.to if state is None else state.target_model, probe=True)
             state = state or self._start(cp, args, embedder)
             state.batch_size = args.batch_size
@@ -100,10 +97,16 @@ class Reembed:
         """``--dry-run``: the same checks as a run, then counts and cost; writes nothing."""
         assert args.to is not None
         self._check_setup()
+        state = load_state(self.ctx.redis, self.ctx.keys, self.ctx.settings.namespace)
+        if state is not None:
+            self._same_model(args.to, state)
         embedder = self._embedder(args.to, probe=False)
-        source, source_model = self._source()
-        target = self._target_name(embedder)
-        self._check_target(source, target)
+        if state is not None:  # unfinished: what it copies is the same (its target exists)
+            source, source_model, target = state.source, state.source_model, state.target
+        else:
+            source, source_model = self._source()
+            target = self._target_name(embedder)
+            self._check_target(source, target)
         return estimate(
             Transfer(self.ctx.store, source, target, embedder), source_model, args.to, embedder, args.batch_size
         )
@@ -121,6 +124,14 @@ class Reembed:
             raise ReembedRefused(
                 "re-embedding replays the change events to keep writes made meanwhile: REVERIE_EVENTS_MAX_LEN is 0 "
                 "(events off); set it above 0"
+            )
+
+    @staticmethod
+    def _same_model(model: str, state: ReembedState) -> None:
+        if sanitize_name(model) != sanitize_name(state.target_model):
+            raise ReembedRefused(
+                f"--to: a re-embed to {state.target_model!r} is unfinished (phase {state.phase}); run "
+                f"`reverie reembed --to {state.target_model}` to finish it, or `--abort` to discard it"
             )
 
     def _embedder(self, model: str, *, probe: bool) -> Embedder:

@@ -237,6 +237,9 @@ def test_an_unfinished_re_embed_to_another_model_is_refused_and_can_be_aborted(m
         Reembed(ctx_of(rt), progress=crash).run(to())
     with pytest.raises(ReembedRefused, match="a re-embed to 'hash-128' is unfinished"):
         Reembed(ctx_of(rt)).run(to("hash-32"))
+    with pytest.raises(ReembedRefused, match="a re-embed to 'hash-128' is unfinished"):
+        Reembed(ctx_of(rt)).estimate(ReembedArgs(to="hash-32", dry_run=True))
+    assert Reembed(ctx_of(rt)).estimate(ReembedArgs(to="hash-128", dry_run=True)).memories == 6
     with pytest.raises(ReembedRefused, match="unfinished"):
         drop_old(ctx_of(rt))
     assert abort(ctx_of(rt)).dropped == [NEW]
