@@ -3,7 +3,6 @@ changed-user tracking, flush mode, and the Celery task with progress."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -16,17 +15,6 @@ from worker.features.consolidation import consolidate_all, consolidate_user
 from worker.tasks import CONSOLIDATE
 
 DAY_MS = 86_400_000
-
-
-def in_a_thread(fn: Any, *args: Any) -> Any:
-    """Run ``fn`` in a thread, as a worker does: litellm's service logger gives the calling thread
-    an event loop it never closes, and in the test's main thread that loop is garbage-collected
-    (and warned about) in whichever later test happens to collect it."""
-    out: list[Any] = []
-    worker = threading.Thread(target=lambda: out.append(fn(*args)))
-    worker.start()
-    worker.join(60)
-    return out[0]
 
 
 def put(runtime: Any, user: str, content: str, *, kind: str = "semantic", at_ms: int | None = None) -> str:
@@ -85,7 +73,7 @@ def test_llm_assisted_merge_keeps_id_and_created_at(make_system, scripted) -> No
     put(runtime, user, "I love miso ramen", at_ms=now - 2 * DAY_MS)
     survivor = put(runtime, user, "I love miso ramen!", at_ms=now - DAY_MS)
     before = runtime.store.get(user, [survivor])[0]
-    report = in_a_thread(consolidate_user, runtime, user)
+    report = consolidate_user(runtime, user)
     assert (report.merged, report.llm_calls) == (1, 1)
     [after] = runtime.store.list(user)
     assert (after.id, after.created_at, after.version) == (survivor, before.created_at, 2)
@@ -100,7 +88,7 @@ def test_invalid_llm_merge_falls_back_to_newest_wins(make_system, scripted) -> N
     now = int(time.time() * 1000)
     put(runtime, user, "I love miso ramen", at_ms=now - 2 * DAY_MS)
     survivor = put(runtime, user, "I love miso ramen!", at_ms=now - DAY_MS)
-    in_a_thread(consolidate_user, runtime, user)
+    consolidate_user(runtime, user)
     [after] = runtime.store.list(user)
     assert (after.id, after.content, after.version) == (survivor, "I love miso ramen!", 1)
 

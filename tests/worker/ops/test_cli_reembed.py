@@ -18,18 +18,12 @@ from producer.memories.local_socket import SocketReader, socket_path
 from schemas.settings import Settings
 from tests.conftest import keys_under, uid
 from tests.support.llm_scripts import insert_each_user_turn
-from tests.support.loops import close_leftover_loop
 from tests.support.procs import wait_until
 from worker.features.agent_tools import MANAGE, MemoryTools
 from worker.features.reembed import Context
 from worker.features.reembed.keys import lock_key
 from worker.ops.cli import cli
 from worker.runtime import Runtime, build_runtime
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_loop() -> None:
-    close_leftover_loop()  # see tests/support/loops.py
 
 
 @pytest.fixture

@@ -12,19 +12,10 @@ from pydantic import SecretStr
 
 from producer.memories.embeddings import embedder_for
 from schemas.settings import Settings
-from tests.support.loops import close_leftover_loop
 from worker.features.agent_tools import MANAGE, MemoryTools
 from worker.features.reembed import Context
 from worker.features.reembed.task import context
 from worker.runtime import Runtime, build_runtime
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_loop() -> Iterator[None]:
-    """An event loop an earlier test left open (``tests/support/loops.py``) is closed here, not
-    garbage-collected (and warned about) in the middle of a re-embed test."""
-    close_leftover_loop()
-    yield
 
 
 @pytest.fixture
