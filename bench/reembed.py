@@ -162,7 +162,8 @@ def reembed_figure(env: BenchEnv, *, users: int, per_user: int, queries: int) ->
         }
     section.notes.append(
         "local mode: every point is persisted with its own sqlite commit, which bounds both rates; one client, so "
-        "a search waits for the batch upsert in flight (64 points), and the copy for the search in flight (one "
+        "a search waits for the upsert in flight (8 points a call in local mode), and the copy for the search in "
+        "flight (one "
         f"search every {SEARCH_PAUSE_S * 1000:.0f} ms beside it). The whole run also compares the collections "
         "once and waits collection_refresh_s (0.2 s here) + 1 s after the switch before its last pass."
     )

@@ -21,6 +21,9 @@ from producer.memories.embeddings import Embedder
 from worker.memory.store import MemoryStore
 
 PointId = str | int
+LOCAL_UPSERT = 8
+"""Points per upsert call in local mode, where a search waits for the call in flight (a local
+upsert persists each point with its own commit: milliseconds each)."""
 
 
 def freshness(payload: dict[str, Any]) -> tuple[int, int, int]:
@@ -100,7 +103,10 @@ class Transfer:
         vectors = self.embedder.embed([str(payload.get("content", "")) for _, payload in items])
         structs = [qm.PointStruct(id=pid, vector=v, payload=p) for (pid, p), v in zip(items, vectors, strict=True)]
         if not conditional:
-            self._call(self.store.client.upsert, self.target, points=structs, wait=True)
+            # Local mode serialises every call on one lock: small upserts let searches in between.
+            step = LOCAL_UPSERT if self.store.local else len(structs)
+            for i in range(0, len(structs), step):
+                self._call(self.store.client.upsert, self.target, points=structs[i : i + step], wait=True)
             return len(structs)
         for struct in structs:  # each with its own condition
             self._call(
