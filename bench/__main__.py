@@ -42,11 +42,30 @@ class Sizes:
     siblings: tuple[int, int, int] = (10, 4, 20)  # users, threads, turns (the side-by-side shape)
     siblings_debounce_s: float = 2.0
     cluster: tuple[int, int, int] = (100, 50, 2)  # submits per series, users, threads per user
+    reembed: tuple[int, int] = (20, 100)  # users, memories per user
 
 
 SIZES = {
     "tiny": Sizes(
-        "tiny", 200, 10, 5, (3, 1, 3), 20, 1.0, 10, 2, ((2, 20), (4, 20)), 3, 1, 0, 0.5, 3, 10, (2, 2, 3), 0.5
+        "tiny",
+        200,
+        10,
+        5,
+        (3, 1, 3),
+        20,
+        1.0,
+        10,
+        2,
+        ((2, 20), (4, 20)),
+        3,
+        1,
+        0,
+        0.5,
+        3,
+        10,
+        (2, 2, 3),
+        0.5,
+        reembed=(2, 10),
     ),
     "quick": Sizes(
         "quick",
@@ -82,9 +101,10 @@ SIZES = {
         300,
         2000,
         cluster=(10000, 10000, 3),
+        reembed=(100, 100),
     ),
 }
-FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+FIGURES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 
 def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
@@ -94,6 +114,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
     from bench.first_submit import first_submits
     from bench.memory import memory
     from bench.pipeline import dispatch_lag, economy
+    from bench.reembed import reembed_figure
     from bench.report import Section
     from bench.search import search_latency
     from bench.siblings import ready_lag
@@ -124,6 +145,7 @@ def run(sizes: Sizes, only: tuple[int, ...]) -> dict[str, Any]:
                 env, users=su, threads=st, turns=sk, after_s=sizes.siblings_debounce_s, gap_s=0.05 if tiny else 0.3
             ),
             11: lambda: cluster_figures(env, *sizes.cluster),
+            12: lambda: reembed_figure(env, users=sizes.reembed[0], per_user=sizes.reembed[1], queries=sizes.queries),
         }
         u, t, k = sizes.economy
         su, st, sk = sizes.siblings

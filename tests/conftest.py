@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from producer import AsyncProducer, Producer, ProducerConfig
 from schemas.reflection import ReflectionResult
 from schemas.settings import Settings
+from tests.support.loops import close_leftover_loop
 from tests.support.procs import WorkerProcess, Zygote, settings_env
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -55,6 +56,14 @@ def _logging_state() -> Iterator[None]:
     for name, lvl in named.items():
         logging.getLogger(name).setLevel(lvl)
     structlog.reset_defaults()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of the next test (pytest-asyncio's loop included): close the event loop
+    litellm may have left in the main thread, so that no later test fails on its GC warning
+    (``tests/support/loops.py``)."""
+    close_leftover_loop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from producer import layout
 from producer.connect import open_sync
 from producer.connect import where as connect_where
 from producer.memories.embeddings import Embedder, LiteLLMEmbedder, make_embedder
+from producer.memories.live import concrete
 from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.profiles import Profile, load_profiles, register
 from schemas.settings import Settings
@@ -107,8 +108,14 @@ def check_layout(client: Any, keys: WorkerKeys, *, write: bool = True) -> None:
 
 
 def make_extractor_factory(settings: Settings, embedder: Embedder) -> Callable[[Profile], Extractor]:
-    @lru_cache(maxsize=64)
+    """The extractor of a profile. The offline one compares with embeddings and thresholds of one
+    model: it is built per model of the current (pinned) view, so it follows a re-embed."""
+
     def extractor_for(profile: Profile) -> Extractor:
+        return _extractor(profile, concrete(embedder))
+
+    @lru_cache(maxsize=64)
+    def _extractor(profile: Profile, embedder: Embedder) -> Extractor:
         model = profile.model or settings.model
         if not model:
             return OfflineExtractor(
@@ -178,9 +185,12 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
     load_profiles(settings.profiles)  # fail fast on a bad REVERIE_PROFILES, before any work
     coordinator = build_coordinator(settings)
     client = coordinator.r
-    embedder = store.embedder if store is not None else make_embedder(settings)
-    warm_up(settings, embedder)
-    store = store or open_store(settings, embedder=embedder)
+    # Warm the configured model (the live one unless a re-embed switched it): no Qdrant call
+    # here, processes may start before Qdrant does.
+    configured = make_embedder(settings) if store is None else store.configured_embedder
+    warm_up(settings, configured)
+    store = store or open_store(settings, embedder=configured)
+    embedder = store.embedder  # follows the live collection (``producer.memories.live``)
     reflector = Reflector(
         settings=settings,
         coordinator=coordinator,

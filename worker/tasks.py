@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from typing import Any
 
 import structlog
@@ -22,7 +23,7 @@ from schemas.ids import check_id
 from schemas.reflection import ReflectArgs
 from schemas.settings import Settings
 from schemas.webhooks import DeliverArgs
-from worker.errors import InvalidTaskArguments
+from worker.errors import InvalidTaskArguments, ReverieError
 from worker.observability.logs import get_logger
 from worker.observability.metrics import observe_reflection
 from worker.pipeline.histograms import REFLECTION, observations
@@ -34,6 +35,7 @@ REFLECT = "reverie.reflect"
 CONSOLIDATE = "reverie.consolidate"
 OPTIMIZE_PROMPT = "reverie.optimize_prompt"
 DELIVER_WEBHOOK = "reverie.deliver_webhook"
+REEMBED = "reverie.reembed"
 
 CUSTOM_STATES = {"superseded": "SUPERSEDED", "rolled_back": "ROLLED_BACK", "deferred": "DEFERRED"}
 """Outcomes that did no work. They end in their own state instead of SUCCESS, so Flower (state
@@ -162,6 +164,39 @@ def deliver_webhook(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return outcome.summary()
 
 
+def reembed(self: Task, **kwargs: Any) -> dict[str, Any]:
+    """Re-embed the namespace (``reverie reembed``; ``worker.features.reembed``): the way while a
+    worker owns a local-mode Qdrant folder. Names and counts in, names and counts out. Works for
+    a time budget inside the task time limit, then sends itself again to continue."""
+    from schemas.reembed import ReembedArgs
+    from worker.features.reembed import ReembedError
+    from worker.features.reembed import task as job
+
+    try:
+        args = ReembedArgs.model_validate(kwargs)
+    except ValidationError as e:
+        error = "invalid reembed arguments: " + "; ".join(describe_errors(e))
+        log.warning("reembed task refused", task_id=self.request.id, error=error)
+        raise InvalidTaskArguments(error) from None
+    settings = _settings(self)
+
+    def progress(meta: dict[str, Any]) -> None:
+        if self.request.id and not self.request.is_eager:
+            self.update_state(state="PROGRESS", meta=meta)
+
+    runtime = get_runtime(settings)
+    try:
+        result = job.run_task(runtime, args, budget_s=job.budget_s(runtime.settings), progress=progress)
+    except ReembedError as e:
+        log.warning("reembed refused", task_id=self.request.id, error=str(e)[:300])
+        raise
+    if result.get("continued"):
+        next_id = f"reembed:{runtime.settings.namespace}:{uuid.uuid4().hex[:8]}"
+        self.app.send_task(REEMBED, kwargs=args.model_dump(exclude_defaults=True), task_id=next_id)
+        result["next_task_id"] = next_id
+    return result
+
+
 def register(app: Celery) -> None:
     """Bind the task functions above to ``app`` (not shared with other apps)."""
     app.task(reflect, name=REFLECT, bind=True, ignore_result=False, shared=False, throws=EXPECTED_FAILURES)
@@ -179,3 +214,4 @@ def register(app: Celery) -> None:
         shared=False,
         throws=EXPECTED_FAILURES,
     )
+    app.task(reembed, name=REEMBED, bind=True, ignore_result=False, shared=False, throws=(ReverieError,))

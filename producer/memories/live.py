@@ -5,12 +5,15 @@ Until a first re-embed there is no alias and the live collection is the configur
 collection's metadata names its embedding model, so every reader and worker follows a switch
 within ``collection_refresh_s`` without a restart or a config change.
 
+The alias is looked up at most once per ``refresh_s`` per reader (one thread looks it up while
+the others keep the current view), so a search costs no extra round trip; a write looks it up
+again after writing (``MemoryStore.apply``), so it also lands where the alias points now.
+
 A *view* pins one (collection, embedder) pair: a search embeds its query with the view's
 embedder and queries the view's collection, so a switch between the two steps can never pair a
 query vector with the wrong model. ``pinned`` holds a view for a whole block (a reflection reads
-one consistent collection); writes resolve the view afresh (``LiveCollections.view(fresh=True)``),
-so they land where the alias points now. Shared collections only: the per-user strategy has one
-collection per user and no alias.
+one consistent collection). Shared collections only: the per-user strategy has one collection
+per user and no alias.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from producer.memories.embeddings import Embedder
+from producer.memories.embeddings import Embedder, embedder_for
 from producer.memories.layout import collection_name
 
 LIVE = "live"
@@ -54,7 +57,8 @@ class _Client(Protocol):
     def client(self) -> Any: ...
 
 
-_pinned: ContextVar[tuple[LiveCollections, View] | None] = ContextVar("reverie_pinned_view", default=None)
+# id(LiveCollections) -> the view pinned for the current block (this thread or task only)
+_pinned: ContextVar[dict[int, View] | None] = ContextVar("reverie_pinned_views", default=None)
 
 
 class LiveCollections:
@@ -73,31 +77,47 @@ class LiveCollections:
         self.alias = alias_name(namespace)
         self.default = View(collection_name(namespace, default.name, "shared"), default)
         self.refresh_s = refresh_s
-        self._factory = embedder_factory
+        self._factory = embedder_factory or embedder_for
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
         self._view = self.default
         self._expires = 0.0
+        self._resolved = False
         self._models: dict[str, str] = {}  # collection -> model (metadata never changes)
         self._embedders: dict[str, Embedder] = {model_id(default): default}
 
-    def view(self, *, fresh: bool = False) -> View:
-        """The pinned view of this block, else the live one (looked up again when stale or ``fresh``)."""
-        pinned = _pinned.get()
-        if pinned is not None and pinned[0] is self and not fresh:
-            return pinned[1]
-        now = time.monotonic()
-        if fresh or now >= self._expires:
-            view = self._resolve()
-            with self._lock:
-                self._view, self._expires = view, now + self.refresh_s
-            return view
-        return self._view
+    def view(self) -> View:
+        """The view pinned for this block, else the live one (looked up again once it is
+        ``refresh_s`` old: by one thread, while the others keep using the current view)."""
+        pinned = (_pinned.get() or {}).get(id(self))
+        if pinned is not None:
+            return pinned
+        if time.monotonic() < self._expires:
+            return self._view
+        # the first lookup is waited for by every thread; later ones by the thread doing it only
+        if not self._refreshing.acquire(blocking=not self._resolved):
+            return self._view
+        try:
+            if time.monotonic() < self._expires:  # another thread has just looked it up
+                return self._view
+            return self.refresh()
+        finally:
+            self._refreshing.release()
+
+    def refresh(self) -> View:
+        """Look the alias up now (one round trip; one more the first time a collection is seen)."""
+        view = self._resolve()
+        with self._lock:
+            self._view, self._expires, self._resolved = view, time.monotonic() + self.refresh_s, True
+        return view
 
     @contextlib.contextmanager
-    def pinned(self, view: View | None = None) -> Iterator[View]:
-        """Use one view for everything inside the block (this thread or task only)."""
-        chosen = view or self.view()
-        token = _pinned.set((self, chosen))
+    def pinned(self, view: View | None = None, *, fresh: bool = False) -> Iterator[View]:
+        """Use one view for everything inside the block: ``view``, else the block already pinned
+        (nested blocks keep the outer view), else the live one (looked up now if ``fresh``)."""
+        current = _pinned.get() or {}
+        chosen = view or current.get(id(self)) or (self.refresh() if fresh else self.view())
+        token = _pinned.set({**current, id(self): chosen})
         try:
             yield chosen
         finally:
@@ -115,7 +135,8 @@ class LiveCollections:
         return View(target, self.embedder(self.model_of(target)))
 
     def model_of(self, collection: str) -> str:
-        """The embedding model recorded in a collection's metadata."""
+        """The embedding model recorded in a collection's metadata (collections made before
+        aliases existed record none: the configured one is the default's)."""
         if collection not in self._models:
             info = self._owner._call(self._owner.client.get_collection, collection)
             model = (info.config.metadata or {}).get(MODEL_KEY)
@@ -128,48 +149,50 @@ class LiveCollections:
 
     def embedder(self, model: str) -> Embedder:
         """One embedder per model, built on first use."""
-        if model not in self._embedders:
-            if self._factory is None:
-                from producer.memories.embeddings import embedder_for
-
-                self._embedders[model] = embedder_for(model)
-            else:
+        with self._lock:
+            if model not in self._embedders:
                 self._embedders[model] = self._factory(model)
-        return self._embedders[model]
+            return self._embedders[model]
 
 
 class LiveEmbedder:
-    """An ``Embedder`` that is always the live view's: what the worker hands its extractors,
-    planner and retrieval, so that they follow a switch (and a pinned view within a reflection)."""
+    """An ``Embedder`` that is always the live view's: what readers, the worker's extractors,
+    planner and retrieval use, so that they follow a switch (and a pinned view within a block)."""
 
     def __init__(self, live: LiveCollections) -> None:
         self._live = live
 
-    def _current(self) -> Embedder:
+    def current(self) -> Embedder:
+        """The concrete embedder of the current (or pinned) view."""
         return self._live.view().embedder
 
     @property
     def name(self) -> str:
-        return self._current().name
+        return self.current().name
 
     @property
     def model(self) -> str:
-        return model_id(self._current())
+        return model_id(self.current())
 
     @property
     def dims(self) -> int:
-        return self._current().dims
+        return self.current().dims
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self._current().embed(texts)
+        return self.current().embed(texts)
 
     def embed_query(self, texts: list[str]) -> list[list[float]]:
-        return self._current().embed_query(texts)
+        return self.current().embed_query(texts)
 
     def load(self) -> None:
-        load = getattr(self._current(), "load", None)
+        load = getattr(self.current(), "load", None)
         if load is not None:
             load()
 
     def __repr__(self) -> str:
         return f"LiveEmbedder({self._live.alias})"
+
+
+def concrete(embedder: Embedder) -> Embedder:
+    """The embedder behind a ``LiveEmbedder`` (its current view's), else ``embedder`` itself."""
+    return embedder.current() if isinstance(embedder, LiveEmbedder) else embedder

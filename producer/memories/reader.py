@@ -93,6 +93,12 @@ class MemoryReader:
         self._known: set[str] = set()
         self._secrets = [str(options.get("api_key") or "")]
 
+    @property
+    def configured_embedder(self) -> Embedder:
+        """The embedder this reader was built with (``REVERIE_EMBEDDING_MODEL``): the live one
+        until a re-embed switches the alias."""
+        return self.live.default.embedder if self.live is not None else self.embedder
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r}, strategy={self.strategy!r}, local={self.local})"
 
@@ -208,13 +214,14 @@ class MemoryReader:
                 return 0
 
     @contextlib.contextmanager
-    def pinned(self, view: View | None = None) -> Iterator[None]:
-        """Read one collection with one embedder for the whole block (``producer.memories.live``);
-        the live view unless ``view`` is given. Nested blocks keep the outer view."""
+    def pinned(self, view: View | None = None, *, fresh: bool = False) -> Iterator[None]:
+        """Read one collection with one embedder for the whole block (``producer.memories.live``):
+        ``view``, else the outer block's, else the live one (looked up now if ``fresh``, as a
+        reflection does: it then reads what the latest re-embed switched to)."""
         if self.live is None:
             yield
             return
-        with self.live.pinned(view):
+        with self.live.pinned(view, fresh=fresh):
             yield
 
     def close(self) -> None:

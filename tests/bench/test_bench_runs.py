@@ -37,9 +37,9 @@ def sections(report: dict) -> dict[str, dict]:
 
 
 def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
-    """Eleven figures; every row names its reference and carries the ratio to it."""
+    """Twelve figures; every row names its reference and carries the ratio to it."""
     found = sections(report)
-    assert sorted(found, key=int) == [str(n) for n in range(1, 12)]
+    assert sorted(found, key=int) == [str(n) for n in range(1, 13)]
     for section in found.values():
         assert section["rows"], section["name"]
         for row in section["rows"]:
@@ -135,3 +135,12 @@ def test_the_cluster_figure_spread_keys_over_three_primaries(report) -> None:
     assert len(counters["keys_per_primary"]) == 3
     assert min(counters["keys_per_primary"].values()) > 0
     assert set(counters["p50_us"]) == {"single", "cluster", "wait", "set:single", "set:cluster"}
+
+
+def test_re_embedding_copies_every_memory_and_no_search_fails(report) -> None:
+    """Figure 12: both re-embeds finish with every memory copied, and searches ran during them."""
+    runs = sections(report)["12"]["counters"]
+    assert set(runs) == {"hash-128", "use-m3"}
+    for run in runs.values():
+        assert run["phase"] == "done" and run["copied"] == run["memories"]
+        assert run["search_errors"] == 0 and run["searches_during"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 from producer.memories.embeddings import Embedder
+from producer.memories.live import concrete
 from schemas.memory import MemoryKind, MemoryRecord
 from schemas.messages import BufferedTurn
 from schemas.reflection import CommitPlan, MemoryOp
@@ -60,7 +61,8 @@ def build_plan(
     and ``created_at``, bump ``version``); deletes are physical or tombstones. Raises
     ``ValueError`` on an alias that was not shown or a record of another user."""
     texts = [op.content for op in ops if op.action != "delete"]
-    model = embedder.name  # read before embedding: the vectors are this model's
+    embedder = concrete(embedder)  # one model for the vectors and the name recorded with them
+    model = embedder.name
     vectors = iter(embedder.embed(texts)) if texts else iter(())
     out: list[MemoryOp] = []
     by_id = {r.id: r for r in existing}

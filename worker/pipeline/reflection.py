@@ -160,11 +160,31 @@ class Reflector:
             self.coordinator.release(u, t, token, gen, "noop")
             return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen, reason=REASONS["noop"])
         profile = get_profile(snap.profile)
-        existing = self._existing(u, t, snap.turns, profile)
+        # One collection and one embedding model from retrieval to plan: the live one, looked up
+        # now (a re-embed may have switched it); the write checks again (``MemoryStore.apply``).
+        with self.store.pinned(fresh=True):
+            out, extractor, plan = self._extract_and_plan(args, snap.turns, profile)
+        status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
+        if status == "superseded":
+            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
+            return self._result("rolled_back", args, out, extractor, len(snap.turns), reason=REASONS["rolled_back"])
+        if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
+            self.coordinator.incr_stats(u, committed_overdue=1)
+            log.info("committing past max_wait", turns=len(snap.turns))
+        elif status != "ok":
+            raise _Retryable(f"commit refused: {status}")
+        self._apply(plan, token)
+        return self._result("committed", args, out, extractor, len(snap.turns), plan)
+
+    def _extract_and_plan(
+        self, args: ReflectArgs, turns: list[BufferedTurn], profile: Profile
+    ) -> tuple[ExtractionOutput, Extractor, CommitPlan]:
+        u, t, gen = args.user_id, args.thread_id, args.generation
+        existing = self._existing(u, t, turns, profile)
         extractor = self.extractor_for(profile)
         crash_point("before_llm")
         try:
-            out = extractor.extract(snap.turns, existing)
+            out = extractor.extract(turns, existing)
         except Exception as e:  # failed extractions cost calls too: count them before failing
             usage = getattr(e, "usage", None)
             if isinstance(usage, Usage):
@@ -178,7 +198,7 @@ class Reflector:
             thread_id=t,
             generation=gen,
             namespace=self.settings.namespace,
-            turns=snap.turns,
+            turns=turns,
             existing=existing,
             ops=out.ops,
             embedder=self.embedder,
@@ -187,17 +207,7 @@ class Reflector:
             ns=profile.format_namespace(u, t),
             tombstone=profile.delete_mode == "tombstone",
         ).model_copy(update={"extractor": extractor.name})  # journaled: a replay reports it too
-        status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
-        if status == "superseded":
-            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
-            return self._result("rolled_back", args, out, extractor, len(snap.turns), reason=REASONS["rolled_back"])
-        if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
-            self.coordinator.incr_stats(u, committed_overdue=1)
-            log.info("committing past max_wait", turns=len(snap.turns))
-        elif status != "ok":
-            raise _Retryable(f"commit refused: {status}")
-        self._apply(plan, token)
-        return self._result("committed", args, out, extractor, len(snap.turns), plan)
+        return out, extractor, plan
 
     def _existing(
         self, user_id: str, thread_id: str, turns: list[BufferedTurn], profile: Profile

@@ -8,23 +8,26 @@ from typing import TYPE_CHECKING, Any
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from producer.memories.live import MODEL_KEY, model_id
+from producer.memories.live import MODEL_KEY, concrete, model_id
 
 if TYPE_CHECKING:
+    from producer.memories.embeddings import Embedder
     from producer.memories.reader import MemoryReader
 
 
-def create_collection(store: MemoryReader, name: str) -> None:
-    """Create ``name`` (another process may win the race: a 409 is fine)."""
+def create_collection(store: MemoryReader, name: str, embedder: Embedder | None = None) -> None:
+    """Create ``name`` for ``embedder``'s vectors (default: the store's current one); another
+    process may win the race: a 409 is fine. ``reverie reembed`` builds its target with this too."""
     shared = store.strategy == "shared"
+    embedder = concrete(embedder or store.embedder)
     try:
         store._call(
             store.client.create_collection,
             name,
-            vectors_config=qm.VectorParams(size=store.embedder.dims, distance=qm.Distance.COSINE),
+            vectors_config=qm.VectorParams(size=embedder.dims, distance=qm.Distance.COSINE),
             # the model is not recoverable from the (sanitised) name: readers of the live alias
             # look it up here (``producer.memories.live``)
-            metadata={MODEL_KEY: model_id(store.embedder)},
+            metadata={MODEL_KEY: model_id(embedder)},
             # Qdrant's multitenancy setup: per-tenant HNSW graphs instead of one global graph.
             hnsw_config=qm.HnswConfigDiff(payload_m=16, m=0) if shared else None,
         )

@@ -48,6 +48,8 @@ class MemoryStore(MemoryReader):
             if name not in self._known:
                 if self._call(self.client.collection_exists, name):
                     self._check_collection_dims(name)
+                elif self.live is not None and name != self.live.default.collection:
+                    raise CollectionMissing()  # a re-embed's collection, dropped: never re-created
                 else:
                     create_collection(self, name)
                 self._known.add(name)
@@ -60,26 +62,44 @@ class MemoryStore(MemoryReader):
         Everything is validated before anything is written: an update must target one of this
         user's memories (else :class:`ForeignMemoryError`) and carry ``created_at_ms``; an
         insert must not reuse another user's point id. ``version`` is written as given, so the
-        planner sets it (existing version + 1 for an update). Ops without a vector get their
-        ``content`` embedded.
+        planner sets it (existing version + 1 for an update). Ops without a vector, or with one
+        of another model than the collection's, get their ``content`` embedded.
         """
         check_id(user_id)
         if not ops:
             return
-        # Writes go where the live alias points now, even inside a reflection pinned to the
-        # collection it read (a re-embed may have switched meanwhile: prepare_points re-embeds).
-        with self.pinned(self.live.view(fresh=True) if self.live is not None else None):
-            points = prepare_points(self, user_id, ops, source=source, now_ms=now_ms)
-            for attempt in (1, 2):
-                name = self.ensure_collection(user_id)
+        with self.pinned():  # the block's view (a reflection's), else the live one as cached
+            written = self._write(user_id, ops, source=source, now_ms=now_ms)
+        if self.live is None:
+            return
+        # A re-embed may have switched the live alias since the view was looked up: check once
+        # more, after the write, and write the same ops (idempotent, re-embedded) there too, so
+        # that the change is in the live collection before this returns (before its event).
+        live = self.live.refresh()
+        if live.collection != written:
+            with self.pinned(live):
+                self._write(user_id, ops, source=source, now_ms=now_ms, check=False)
+
+    def _write(self, user_id: str, ops: Ops, *, source: MemorySource, now_ms: int, check: bool = True) -> str:
+        """Write into the pinned (or live) view's collection; returns its name. ``check=False``:
+        ownership was checked against the collection the ops were first written to."""
+        for attempt in (1, 2):
+            # the second attempt writes where the alias points now (the first one's is gone)
+            retry = self.live.refresh() if attempt == 2 and self.live is not None else None
+            with self.pinned(retry):
+                points = prepare_points(self, user_id, ops, source=source, now_ms=now_ms)
+                name = self._collection_name(user_id)
                 try:
-                    check_ownership(self, name, user_id, ops)
+                    name = self.ensure_collection(user_id)
+                    if check:
+                        check_ownership(self, name, user_id, ops)
                     write_ops(self, name, user_id, ops, points, now_ms)
-                    return
+                    return name
                 except CollectionMissing:
                     self._known.discard(name)
                     if attempt == 2:
                         raise StoreUnavailable(f"collection {name} keeps disappearing") from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def delete_user(self, user_id: str) -> int:
         """Forget every memory of this user in this namespace (all embedding models); returns

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from qdrant_client import models as qm
 
 from producer.memories.layout import ms_to_iso, point_id, user_filter
+from producer.memories.live import concrete
 from schemas.memory import MemorySource
 from schemas.reflection import MemoryOp
 from worker.errors import ForeignMemoryError
@@ -24,14 +25,11 @@ def prepare_points(
     store: MemoryReader, user_id: str, ops: Ops, *, source: MemorySource, now_ms: int
 ) -> dict[int, qm.PointStruct]:
     """Validate every op and build the points to upsert (keyed by op position). Ops without a
-    vector, or with one of another model than the collection's, get their ``content`` embedded."""
-    model = store.embedder.name
-    missing = [
-        i
-        for i, op in enumerate(ops)
-        if op.op != "delete" and (not op.vector or (op.vector_model and op.vector_model != model))
-    ]
-    embedded = dict(zip(missing, store.embedder.embed([ops[i].content for i in missing]), strict=True))
+    vector, or with one of another model than the collection's (a re-embed switched it since the
+    op was planned), get their ``content`` embedded."""
+    embedder = concrete(store.embedder)  # the pinned view's
+    missing = [i for i, op in enumerate(ops) if op.op != "delete" and not _fits(op, embedder.name)]
+    embedded = dict(zip(missing, embedder.embed([ops[i].content for i in missing]), strict=True))
     points: dict[int, qm.PointStruct] = {}
     for i, op in enumerate(ops):
         pid = point_id(op.id)
@@ -42,6 +40,12 @@ def prepare_points(
         payload = build_payload(user_id, store.namespace, op, source=source, now_ms=now_ms)
         points[i] = qm.PointStruct(id=pid, vector=vector, payload=payload)
     return points
+
+
+def _fits(op: MemoryOp, model: str) -> bool:
+    """The op's vector can be stored as is: it has one, of this model (when it says which; a
+    vector of the wrong size is a caller's bug, refused by ``_check_dims``)."""
+    return bool(op.vector) and op.vector_model in ("", model)
 
 
 def check_ownership(store: MemoryReader, name: str, user_id: str, ops: Ops) -> None:

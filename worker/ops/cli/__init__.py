@@ -4,7 +4,8 @@ Commands live in small modules by concept: ``process`` (demo, worker, beat, flow
 dispatcher), ``data`` (submit, search, memories, forget), ``memory`` (history, consolidate),
 ``ops`` (pending, stats, dlq), ``shards`` (reshard),
 ``events`` (the change events stream), ``webhooks`` (endpoints and their dead letters, under
-``dlq``) and ``observe`` (health, metrics). Importing them registers them on ``cli``.
+``dlq``), ``observe`` (health, metrics) and ``reembed`` (moving memories to another embedding
+model). Importing them registers them on ``cli``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from worker.ops.cli import (  # noqa: F401  (registers the commands)
     observe,
     ops,
     process,
+    reembed,
     shards,
     webhooks,
 )

@@ -3,6 +3,7 @@ indexes, so this one test uses a stub client that records the calls (the only st
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from producer.memories.embeddings import HashEmbedder
@@ -19,6 +20,9 @@ def test_server_collections_get_tenant_namespace_and_tombstone_indexes() -> None
 
         def collection_exists(self, name: str) -> bool:
             return False
+
+        def get_aliases(self) -> Any:  # the live alias of ``reverie reembed``: none yet
+            return SimpleNamespace(aliases=[])
 
         def create_collection(self, name: str, **kwargs: Any) -> None:
             created.append(("collection", name))
