@@ -32,7 +32,8 @@ CONTENT_OPS = frozenset({"insert", "update"})
 """Ops whose memory still exists after the change: the only ones that can carry content."""
 ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-STREAM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_{}:.-]{0,200}$")
+STREAM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_{}:./-]{0,200}$")
+"""A key of ``WorkerKeys.event_streams()``: the prefix, a shard's hash tag (``{3/16.43}``) when sharded."""
 MAX_URL_LEN = 2048
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = (24, 64)

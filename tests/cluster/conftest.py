@@ -16,6 +16,7 @@ from redis.cluster import RedisCluster
 
 from tests.conftest import System, delete_prefix, system_factory
 from tests.support.cluster import LocalCluster
+from tests.support.webhooks import receiver, secret  # noqa: F401  (fixtures)
 
 SHARDS = 16
 

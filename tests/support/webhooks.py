@@ -8,6 +8,7 @@ Backoff, timeouts and redelivery are small, so failures, retries and redeliverie
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -61,11 +62,12 @@ def pending_total(system: Any) -> int:
     return total
 
 
-@pytest.fixture
-def make_webhooks(make_system: Any, scripted: Any, celery_app: Any) -> Iterator[Callable[..., Any]]:
-    """A system whose reflections insert each user turn, with ``endpoints`` configured and a
-    relay running on the session worker's app. Teardown waits until nothing is pending, so no
-    delivery of this test runs in the next one."""
+@contextlib.contextmanager
+def webhooks_factory(make_system: Any, scripted: Any, celery_app: Any) -> Iterator[Callable[..., Any]]:
+    """``make(endpoints, **settings)``: a system of ``make_system`` (a plain Redis or the test
+    cluster) whose reflections insert each user turn, with ``endpoints`` configured and a relay
+    running on the session worker's app. Teardown waits until nothing is pending, so no delivery
+    of this test runs in the next one."""
     from worker.app import webhook_sender
     from worker.features.webhooks.relay import Relay, RelayThread
 
@@ -92,3 +94,10 @@ def make_webhooks(make_system: Any, scripted: Any, celery_app: Any) -> Iterator[
             time.sleep(0.05)
         if thread.threads[0].ident is not None:
             thread.stop()
+
+
+@pytest.fixture
+def make_webhooks(make_system: Any, scripted: Any, celery_app: Any) -> Iterator[Callable[..., Any]]:
+    """``webhooks_factory`` on the suite's plain Redis."""
+    with webhooks_factory(make_system, scripted, celery_app) as make:
+        yield make
