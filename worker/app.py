@@ -19,7 +19,7 @@ from worker.observability.logs import configure, is_configured
 from worker.pipeline.coordinator import Claimed, Coordinator
 from worker.pipeline.dispatcher import Dispatcher, DispatcherThread
 from worker.pipeline.keys import WorkerKeys
-from worker.runtime import celery_urls, get_runtime
+from worker.runtime import celery_urls, get_runtime, get_runtime_when_up
 from worker.tasks import CONSOLIDATE, DELIVER_WEBHOOK, REFLECT, register
 
 if TYPE_CHECKING:
@@ -164,7 +164,8 @@ class DispatcherStep(bootsteps.StartStopStep):
         self.thread: DispatcherThread | None = None
 
     def start(self, parent: Any) -> None:
-        self.thread = DispatcherThread(make_dispatcher(parent.app)).start()
+        runtime = get_runtime_when_up(parent.app.reverie_settings)  # Redis may still be coming up
+        self.thread = DispatcherThread(make_dispatcher(parent.app, coordinator=runtime.coordinator)).start()
 
     def stop(self, parent: Any) -> None:
         if self.thread is not None:
@@ -216,7 +217,8 @@ class WebhookRelayStep(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         from worker.features.webhooks.relay import RelayThread
 
-        self.thread = RelayThread(make_relay(parent.app)).start()
+        runtime = get_runtime_when_up(parent.app.reverie_settings)
+        self.thread = RelayThread(make_relay(parent.app, coordinator=runtime.coordinator)).start()
 
     def stop(self, parent: Any) -> None:
         if self.thread is not None:
@@ -236,7 +238,8 @@ class MetricsStep(bootsteps.StartStopStep):
         from worker.pipeline.stats import RedisCollector
 
         settings: Settings = parent.app.reverie_settings
-        self.server = serve(build_registry(RedisCollector(get_runtime(settings).coordinator)), settings.metrics_port)
+        coordinator = get_runtime_when_up(settings).coordinator
+        self.server = serve(build_registry(RedisCollector(coordinator)), settings.metrics_port)
 
     def stop(self, parent: Any) -> None:
         if self.server is not None:
@@ -268,7 +271,7 @@ class LocalReadsStep(bootsteps.StartStopStep):
         from worker.memory.store.read_socket import ReadSocket
 
         settings: Settings = parent.app.reverie_settings
-        store = get_runtime(settings).store
+        store = get_runtime_when_up(settings).store
         self.socket = ReadSocket(lambda: store, settings.qdrant_path)
 
     def stop(self, parent: Any) -> None:

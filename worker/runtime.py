@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from producer import layout
-from producer.connect import open_sync
+from producer.connect import open_sync, url_where
 from producer.connect import where as connect_where
 from producer.memories.embeddings import Embedder, LiteLLMEmbedder, make_embedder
 from producer.memories.live import concrete
@@ -27,11 +27,14 @@ from worker.memory.extraction import Extractor, LLMExtractor, OfflineExtractor
 from worker.memory.history import HistoryLog
 from worker.memory.llm import LLMClient, load_litellm, warm_call_path
 from worker.memory.store import MemoryStore, open_store
+from worker.observability.logs import get_logger
 from worker.pipeline.coordinator import Coordinator
 from worker.pipeline.keys import WorkerKeys
 from worker.pipeline.reflection import Reflector
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+log = get_logger("reverie.runtime")
 
 
 @dataclass
@@ -227,3 +230,26 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         if _runtime is None:
             _runtime = build_runtime(settings or Settings())
         return _runtime
+
+
+def get_runtime_when_up(settings: Settings, *, max_wait_s: float | None = None) -> Runtime:
+    """``get_runtime``, waiting while Redis cannot be reached: a worker started during a Redis
+    outage (its runtime checks the shard layout at start) waits for Redis, as Celery waits for
+    its broker, instead of exiting. One warning per failed try, with the host:port only."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_never, wait_exponential
+
+    def warn(state: Any) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        where = url_where(redis_url(settings))
+        log.warning("redis unreachable at start, waiting", error=type(err).__name__, where=where)
+
+    for attempt in Retrying(
+        retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+        wait=wait_exponential(multiplier=0.2, max=5.0),
+        stop=stop_never if max_wait_s is None else stop_after_delay(max_wait_s),
+        before_sleep=warn,
+        reraise=True,
+    ):
+        with attempt:
+            return get_runtime(settings)
+    raise AssertionError("unreachable")  # pragma: no cover  (Retrying returns or raises)
