@@ -244,8 +244,11 @@ class AsyncProducer(ProducerBase):
     async def _run(self, call: Call) -> tuple[Any, int | None]:
         user_id, thread_id, argv = call
         keys = core.submit_keys(self.keys, user_id, thread_id)
-        if self._pipeline is not None:  # batched with the submits of this loop step
-            return await self._pipeline.run(keys, argv, self.config.timeout_s)
+        if self._pipeline is not None:  # batched with the submits made while one is in flight
+            return await self._pipeline.run(keys, argv, self.config.timeout_s, lambda: self._alone(keys, argv))
+        return await self._alone(keys, argv)
+
+    async def _alone(self, keys: list[str], argv: list[str | int]) -> tuple[Any, int | None]:
         if not self.config.replica_wait_ms:
             return await self.scripts.submit(keys=keys, args=argv), None
         return await call_and_wait_async(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)

@@ -1,8 +1,9 @@
 """Auto-batching of the asyncio producer's submits: every submit started while the event loop
 runs one step (100 chat sessions answering at once) goes to Redis in one pipeline, one write and
 one read, instead of one round trip each. Submits that arrive while a batch is in flight form the
-next (two in flight at most: the loop prepares one batch while Redis runs the other). A lone
-submit is sent at the loop's next step, alone.
+next (two in flight at most: the loop prepares one batch while Redis runs the other). A submit
+made while nothing is in flight goes at once, alone, as a plain ``EVALSHA``: a lone submit costs
+what it did before batching.
 
 Each submit keeps its own contract: its own reply or error (a script error, ``NOSCRIPT`` handled
 by loading the script and resending only those), its own failure policy (an unreachable Redis
@@ -17,6 +18,7 @@ pipeline (``WAIT`` covers every earlier write of that connection)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,31 +65,50 @@ class SubmitPipeline:
         self._busy: dict[str, int] = {}
         """Thread keys with a submit in flight, and how many: a thread's next submit waits."""
         self._flights: set[asyncio.Task[None]] = set()
+        self._inflight = 0
+        """Batches in flight, and a lone submit sent at once."""
         self._kick_scheduled = False
         self.batches = 0
         """Pipelines answered so far (a counter for tests and the bench)."""
 
-    async def run(self, keys: list[str], argv: list[Any], timeout_s: float) -> Result:
-        """Queue one submit; its result once its batch is answered. Raises the Redis error of its
-        batch (or its node), its own script error, or ``redis.TimeoutError`` after ``timeout_s``."""
+    async def run(
+        self, keys: list[str], argv: list[Any], timeout_s: float, alone: Callable[[], Awaitable[Result]]
+    ) -> Result:
+        """One submit; its result once answered. With nothing in flight it goes at once, alone
+        (``alone()``: the plain one-command round trip, so a lone submit pays nothing for
+        batching); otherwise it joins the next batch. Raises the Redis error of its batch (or its
+        node), its own script error, or ``redis.TimeoutError`` after ``timeout_s``."""
+        thread = keys[0]
+        if not self._inflight and not self._queue:
+            self._inflight += 1
+            self._busy[thread] = 1
+            try:
+                return await alone()
+            finally:
+                self._inflight -= 1
+                del self._busy[thread]
+                self._schedule()
         loop = asyncio.get_running_loop()
         pending = Pending(keys, argv, loop.create_future())
         self._queue.append(pending)
-        if not self._kick_scheduled:
-            self._kick_scheduled = True
-            loop.call_soon(self._kick)
+        self._schedule()
         try:
             async with asyncio.timeout(timeout_s):
                 return await pending.future
         except TimeoutError:
             raise RedisTimeoutError(f"submit not answered within {timeout_s:g} s") from None
 
+    def _schedule(self) -> None:
+        if self._queue and not self._kick_scheduled:
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
     def _kick(self) -> None:
         """Send what waits, while fewer than ``max_flights`` batches are in flight. A submit whose
         thread has one in flight stays queued (with every later one of that thread), so a
         thread's submits never race on two connections."""
         self._kick_scheduled = False
-        while self._queue and len(self._flights) < self.max_flights:
+        while self._queue and self._inflight < self.max_flights:
             batch: list[Pending] = []
             held: list[Pending] = []
             taken = 0
@@ -106,15 +127,15 @@ class SubmitPipeline:
                 return
             for p in batch:
                 self._busy[p.keys[0]] = self._busy.get(p.keys[0], 0) + 1
+            self._inflight += 1
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._flights.add(task)
             task.add_done_callback(self._landed)
 
     def _landed(self, task: asyncio.Task[None]) -> None:
         self._flights.discard(task)
-        if self._queue and not self._kick_scheduled:
-            self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        self._inflight -= 1
+        self._schedule()
 
     async def _send(self, batch: list[Pending]) -> None:
         try:

@@ -54,12 +54,18 @@ async def test_concurrent_submits_share_pipelines_with_their_own_receipts(
         assert _buffered_ids(redis_client, keys, u) == ["m0"]
 
 
-async def test_a_lone_submit_is_one_pipeline(async_producer: AsyncProducer) -> None:
+async def test_a_lone_submit_goes_alone_at_once(async_producer: AsyncProducer) -> None:
+    """Nothing in flight: the submit is sent at once as a plain EVALSHA (no pipeline), so a lone
+    submit pays nothing for batching; submits made meanwhile form a pipeline."""
     pipeline = async_producer._pipeline
     assert pipeline is not None
+    await async_producer.submit(uid("u"), "t", _turn(0))
     before = pipeline.batches
     receipt = await async_producer.submit(uid("u"), "t", _turn(1))
-    assert (receipt.status, pipeline.batches - before) == ("accepted", 1)
+    assert (receipt.status, pipeline.batches - before) == ("accepted", 0)
+    both = await asyncio.gather(*(async_producer.submit(uid("u"), "t", _turn(2)) for _ in range(3)))
+    assert [r.status for r in both] == ["accepted"] * 3
+    assert pipeline.batches - before == 1  # the first alone, the other two in one pipeline
 
 
 async def test_a_threads_turns_keep_their_order_under_concurrency(
