@@ -26,6 +26,7 @@ from producer.base import UNAVAILABLE_OR_CLOSED, WARM_CONNECTIONS, Call, Produce
 from producer.config import ProducerConfig
 from producer.connect import UNAVAILABLE, AsyncClient, SyncClient, is_cluster, open_async, open_sync, where
 from producer.errors import ProducerUnavailable
+from producer.pipelined import SubmitPipeline
 from producer.replicas import call_and_wait, call_and_wait_async
 from producer.scripts import SubmitScripts
 from schemas.messages import Message, SubmitReceipt
@@ -200,6 +201,11 @@ class AsyncProducer(ProducerBase):
         )
         self.scripts = SubmitScripts(self.client)
         self._spool_lock = asyncio.Lock()
+        self._pipeline = (
+            SubmitPipeline(self.client, self.scripts.submit, wait_ms=self.config.replica_wait_ms)
+            if self.config.pipeline
+            else None
+        )
 
     async def submit(
         self,
@@ -238,6 +244,11 @@ class AsyncProducer(ProducerBase):
     async def _run(self, call: Call) -> tuple[Any, int | None]:
         user_id, thread_id, argv = call
         keys = core.submit_keys(self.keys, user_id, thread_id)
+        if self._pipeline is not None:  # batched with the submits made while one is in flight
+            return await self._pipeline.run(keys, argv, self.config.timeout_s, lambda: self._alone(keys, argv))
+        return await self._alone(keys, argv)
+
+    async def _alone(self, keys: list[str], argv: list[str | int]) -> tuple[Any, int | None]:
         if not self.config.replica_wait_ms:
             return await self.scripts.submit(keys=keys, args=argv), None
         return await call_and_wait_async(self.client, self.scripts.submit, keys, argv, self.config.replica_wait_ms)

@@ -38,6 +38,11 @@ class ProducerConfig(BaseModel):
     """After each submit, ``WAIT 1 <ms>`` for one replica (pipelined: still one round trip);
     0 does not wait. ``SubmitReceipt.replicas`` says how many acknowledged."""
 
+    pipeline: bool = True
+    """``AsyncProducer`` only: submits made while the event loop runs one step go to Redis in one
+    pipeline (one round trip), each with its own receipt, error and policy (``producer.pipelined``).
+    ``False`` sends each submit alone."""
+
     @model_validator(mode="after")
     def _debounce(self) -> ProducerConfig:
         if self.after_seconds > self.max_wait_s:  # as Settings: the cap would always win

@@ -4,6 +4,7 @@ streams merged by time); a CLI started with another shard count refuses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -163,5 +164,37 @@ async def test_the_async_producer_on_the_cluster(cluster, cprefix, cluster_clien
     assert [(r.status, r.replicas) for r in receipts] == [("accepted", 1)] * 4
     assert (again.status, again.replicas) == ("duplicate", 1)
     assert [(t.thread_id, t.state, t.buffered_turns) for t in status.threads] == [("t", "due", 1)]
+    for user in users:
+        assert cluster_client.llen(keys.buffer(user, "t")) == 1
+
+
+async def test_pipelined_async_submits_are_grouped_by_node(cluster, cprefix, cluster_client) -> None:
+    """Concurrent submits for users of every shard: one pipeline per primary they land on (not one
+    per submit), each with its own receipt, and with ``replica_wait_ms`` each node's WAIT answers
+    for its own submits."""
+    from producer import AsyncProducer
+
+    config = ProducerConfig(
+        redis_url=cluster.url,
+        key_prefix=cprefix,
+        cluster=True,
+        shards=SHARDS,
+        after_seconds=30,
+        replica_wait_ms=500,
+        timeout_s=2.0,
+    )
+    keys = WorkerKeys(cprefix, SHARDS, tagged=True)
+    users = [u for shard in range(SHARDS) for u in _users_of_shard(keys, shard, 2)]
+    async with AsyncProducer(config) as producer:
+        await producer.warm(2)
+        pipeline = producer._pipeline
+        assert pipeline is not None
+        before = pipeline.batches
+        receipts = await asyncio.gather(
+            *(producer.submit(u, "t", [{"role": "user", "content": "hi", "id": "m1"}]) for u in users)
+        )
+        groups = pipeline.batches - before
+    assert [(r.status, r.replicas) for r in receipts] == [("accepted", 1)] * len(users)
+    assert 3 <= groups <= 6  # one pipeline per primary (a second flight at most)
     for user in users:
         assert cluster_client.llen(keys.buffer(user, "t")) == 1

@@ -133,11 +133,9 @@ class Coordinator:
         return sum(int(n) for n in pipe.execute())
 
     def heartbeat(self, user_id: str, thread_id: str, inflight_ms: int) -> None:
-        """Push the in-flight deadline forward while a reflection runs."""
-        t = self.r.time()
-        now_ms = int(t[0]) * 1000 + int(t[1]) // 1000
+        """Push the in-flight deadline forward while a reflection runs (one round trip)."""
         key = self.keys.shard_for(user_id).inflight_ss
-        self.r.zadd(key, {member(user_id, thread_id): now_ms + inflight_ms}, xx=True)
+        self.scripts.heartbeat(keys=[key], args=[member(user_id, thread_id), inflight_ms])
 
     # -- lease ------------------------------------------------------------------------------
     def acquire_lease(self, user_id: str, ttl_ms: int) -> int:

@@ -33,9 +33,11 @@ class PipelineScripts(ScriptSet):
         "reschedule",
         "replay_dead",
         "flush_due",
+        "heartbeat",
     )
 
     due_candidates: Any
+    heartbeat: Any
     claim: Any
     requeue_expired: Any
     lease_acquire: Any

@@ -9,7 +9,7 @@
 -- in the same step append the history entries and the change events (XADD MAXLEN ~, with the
 -- server time as ts_ms) and mark the user changed (once per commit). The journal is deleted
 -- here, so a second call for it finds none and writes no event twice. Also
--- hand the lease over to the threads of this user that waited for it (due now), and record the
+-- hand the lease over to one thread of this user that waited for it (due now), and record the
 -- last reflection (last_* fields of the thread hash; a later generation's record is kept).
 -- Returns 'ok', 'lost_lease' or 'no_journal'.
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
@@ -48,8 +48,13 @@ end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[4]) then redis.call('ZREM', KEYS[5], ARGV[3]) end
 redis.call('DEL', KEYS[3])
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[10])) do redis.call('ZADD', KEYS[9], 'XX', 'LT', now, m) end
-redis.call('DEL', KEYS[10])
+-- Wake one waiter (due now); the others wait for the next release, or for the due time the
+-- lease's TTL gave them (so a woken waiter whose task dies strands no one).
+local w = redis.call('SPOP', KEYS[10])
+while w do
+  if redis.call('ZSCORE', KEYS[9], w) then redis.call('ZADD', KEYS[9], 'LT', now, w); break end
+  w = redis.call('SPOP', KEYS[10])
+end
 redis.call('HINCRBY', KEYS[6], 'committed', 1)
 redis.call('HINCRBY', KEYS[6], 'reflected_turns', tonumber(ARGV[2]))
 return 'ok'

@@ -2,14 +2,19 @@
 -- ARGV[1]=token ARGV[2]=member ARGV[3]=generation ARGV[4]=stat name (the outcome)
 -- ARGV[5]=turns read ARGV[6]=extractor name ('' if none ran)
 -- End a reflection without committing (superseded, rolled back, nothing to do); hand the lease
--- over to the threads of this user that waited for it (due now). Records the outcome in the
+-- over to one thread of this user that waited for it (due now). Records the outcome in the
 -- thread hash's last_* fields, unless the hash is gone (forgotten) or holds a later generation's.
 local t = redis.call('TIME')  -- the server's clock: every process agrees on due times
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
-  for _, m in ipairs(redis.call('SMEMBERS', KEYS[6])) do redis.call('ZADD', KEYS[5], 'XX', 'LT', now, m) end
-  redis.call('DEL', KEYS[6])
+  -- Wake one waiter (due now); the others wait for the next release, or for the due time the
+  -- lease's TTL gave them (so a woken waiter whose task dies strands no one).
+  local w = redis.call('SPOP', KEYS[6])
+  while w do
+    if redis.call('ZSCORE', KEYS[5], w) then redis.call('ZADD', KEYS[5], 'LT', now, w); break end
+    w = redis.call('SPOP', KEYS[6])
+  end
 end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[3]) then redis.call('ZREM', KEYS[3], ARGV[2]) end

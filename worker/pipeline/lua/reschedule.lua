@@ -16,8 +16,13 @@ local t = redis.call('TIME')  -- the server's clock: every process agrees on due
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
-  for _, m in ipairs(redis.call('SMEMBERS', KEYS[7])) do redis.call('ZADD', KEYS[4], 'XX', 'LT', now, m) end
-  redis.call('DEL', KEYS[7])
+  -- Wake one waiter (due now); the others wait for the next release, or for the due time the
+  -- lease's TTL gave them (so a woken waiter whose task dies strands no one).
+  local w = redis.call('SPOP', KEYS[7])
+  while w do
+    if redis.call('ZSCORE', KEYS[4], w) then redis.call('ZADD', KEYS[4], 'LT', now, w); break end
+    w = redis.call('SPOP', KEYS[7])
+  end
 end
 local d = tonumber(redis.call('HGET', KEYS[1], 'dispatched_gen') or '0')
 if d <= tonumber(ARGV[3]) then redis.call('ZREM', KEYS[3], ARGV[2]) end
