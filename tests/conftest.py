@@ -133,7 +133,7 @@ def own_process(request: pytest.FixtureRequest, redis_url: str) -> bool:
     env = {**os.environ, OWN_PROCESS: request.node.nodeid, "REDIS_URL": redis_url}
     marker = request.node.get_closest_marker("timeout")
     budget = (marker.args[0] if marker else 120) - 10
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", request.node.nodeid]
     done = subprocess.run(cmd, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=budget)
     assert done.returncode == 0, f"the test failed in its own process:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
     assert " passed" in done.stdout and " skipped" not in done.stdout
