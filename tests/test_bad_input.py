@@ -4,9 +4,6 @@ and nothing is written (no key under the test's prefix)."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -15,7 +12,8 @@ from pydantic import ValidationError
 from producer import AsyncProducer, InvalidSubmission, Producer, ProducerConfig
 from schemas.messages import MAX_CONTENT_BYTES, MAX_MESSAGES_PER_SUBMIT
 from schemas.settings import Settings
-from tests.conftest import ROOT_DIR, keys_under
+from tests.conftest import keys_under
+from tests.support.cli import run_reverie
 
 OK_MSG = {"role": "user", "content": "hello", "id": "m1"}
 BIG = "x" * (MAX_CONTENT_BYTES + 1)
@@ -225,18 +223,7 @@ def test_settings_out_of_range_are_refused_at_startup(monkeypatch, values, field
 
 def test_cli_exits_non_zero_with_one_line_naming_the_variable() -> None:
     """``reverie stats`` with REVERIE_LEASE_S=0: exit 2, one line on stderr, no traceback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")} | {
-        "REVERIE_LEASE_S": "0",
-        "COLUMNS": "80",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", "from worker.ops.cli import main; main()", "stats"],
-        cwd=ROOT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_reverie("stats", env={"REVERIE_LEASE_S": "0", "COLUMNS": "80"})
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -17,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 from schemas.events import ChangeEvent
 from schemas.settings import Settings
 from schemas.webhooks import ALL_EVENT_TYPES, DeliverArgs, payload
-from tests.conftest import ROOT_DIR
+from tests.support.cli import run_reverie
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
@@ -106,32 +103,14 @@ def test_a_json_endpoint_list_from_the_environment(monkeypatch) -> None:
 
 
 def test_cli_refuses_webhooks_that_are_not_json_in_one_line() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")} | {"REVERIE_WEBHOOKS": "[{oops"}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from worker.ops.cli import main; main()", "webhooks"],
-        cwd=ROOT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_reverie("webhooks", env={"REVERIE_WEBHOOKS": "[{oops"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: configuration: REVERIE_WEBHOOKS: is not valid JSON"]
 
 
 def test_cli_refuses_a_bad_endpoint_naming_it_without_the_secret() -> None:
     bad = hook(secret="whsec_" + base64.b64encode(b"s" * 10).decode())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVERIE_")} | {
-        "REVERIE_WEBHOOKS": json.dumps([bad])
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", "from worker.ops.cli import main; main()", "webhooks"],
-        cwd=ROOT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_reverie("webhooks", env={"REVERIE_WEBHOOKS": json.dumps([bad])})
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert "REVERIE_WEBHOOKS.0.SECRET" in line.upper() and bad["secret"] not in line
