@@ -1,7 +1,7 @@
 """Forget a user everywhere: Qdrant memories and every Redis key that names the user.
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
-set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
+set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:changes:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
 the due/in-flight sorted sets and the dead-letter hash of the user's shard, the webhook dead
 letters of the user's events (``worker.features.webhooks``: forget may read that feature's
 letters; all of it in the user's shard, one slot on Redis Cluster), and Celery results
@@ -141,7 +141,7 @@ def forget_user(
         _add_event(pipe, shard.events, user_id, runtime.settings.events_max_len)
     pipe.zrem(shard.changed_ss, user_id)
     data_keys = [k for group in per_thread.values() for k in group]
-    data_keys += [keys.history(user_id), keys.user_threads(user_id)]
+    data_keys += [keys.history(user_id), keys.user_threads(user_id), keys.changes(user_id)]
     pipe.delete(*data_keys)
     pipe.delete(keys.fence(user_id), keys.lease(user_id), keys.waiters(user_id))  # ours now; not counted
     deleted_keys = int(pipe.execute()[-2])
