@@ -1,10 +1,10 @@
 """Forget a user everywhere: Qdrant memories and every Redis key that names the user.
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
-set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:changes:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
-the due/in-flight sorted sets and the dead-letter hash of the user's shard, the webhook dead
-letters of the user's events (``worker.features.webhooks``: forget may read that feature's
-letters; all of it in the user's shard, one slot on Redis Cluster), and Celery results
+set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:changes:u``, ``p:lease:u``,
+``p:fence:u``), members ``u:t`` of the due/in-flight sorted sets and the dead-letter hash of the
+user's shard, the webhook dead letters of the user's events (``worker.features.webhooks``: forget
+may read that feature's letters; all of it in the user's shard, one slot on Redis Cluster), and Celery results
 (``reflect:u:t:g…`` task ids, every outcome including failures; on Celery's own Redis when the
 coordination state is on a cluster). Per-thread keys are found with ``SCAN MATCH`` (ids cannot
 contain glob characters or ``:``), members with ``ZSCAN``/``HSCAN``; nothing is assumed about
