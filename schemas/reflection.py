@@ -1,4 +1,5 @@
-"""Reflection wire formats: task arguments, planned memory operations, results, dead letters."""
+"""Reflection wire formats: task arguments, planned memory operations, commit journals, results,
+dead letters."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.events import ChangeEvent
 from schemas.ids import SafeId
+from schemas.memory import HistoryEntry, MemorySource
 
 WIRE_VERSION = 1
 
@@ -63,6 +66,33 @@ class CommitPlan(BaseModel):
     created_ms: int
     extractor: str = ""
     """Name of the extractor that planned it (recorded as the last reflection's on commit)."""
+
+
+class JournaledWrite(BaseModel):
+    """One ``MemoryStore.apply`` call of a change: its ops and the source their payload keeps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ops: list[MemoryOp]
+    source: MemorySource = Field(default_factory=MemorySource)
+
+
+class ChangeJournal(BaseModel):
+    """The write-ahead journal of one memory change outside a reflection (an agent tool call, a
+    consolidation run): stored in the user's ``changes`` hash under ``change_id`` before Qdrant
+    is touched, with the history entries and events already derived (from ``at_ms``), so that a
+    replay writes the same points and records the same entries and event ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: int = WIRE_VERSION
+    change_id: str
+    user_id: str
+    at_ms: int
+    writes: list[JournaledWrite]
+    entries: list[HistoryEntry]
+    events: list[ChangeEvent]
+    mark_changed: bool = True
 
 
 Outcome = Literal["committed", "superseded", "rolled_back", "deferred", "noop", "failed", "dead_lettered", "replayed"]

@@ -23,6 +23,7 @@ from schemas.profiles import DEFAULT as DEFAULT_PROFILE
 from schemas.profiles import Profile, load_profiles, register
 from schemas.settings import Settings
 from worker.errors import ConfigError
+from worker.memory.changes import ChangeLog
 from worker.memory.extraction import Extractor, LLMExtractor, OfflineExtractor
 from worker.memory.history import HistoryLog
 from worker.memory.llm import LLMClient, load_litellm, warm_call_path
@@ -47,6 +48,8 @@ class Runtime:
     embedder: Embedder
     reflector: Reflector
     history: HistoryLog
+    changes: ChangeLog
+    """Journaled memory writes of agent tools and consolidation (``worker.memory.changes``)."""
     celery_redis: Any = None
     """Celery's Redis (results, RedBeat) when it is another server than ``redis``; None: the same."""
 
@@ -194,13 +197,6 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
     warm_up(settings, configured)
     store = store or open_store(settings, embedder=configured)
     embedder = store.embedder  # follows the live collection (``producer.memories.live``)
-    reflector = Reflector(
-        settings=settings,
-        coordinator=coordinator,
-        store=store,
-        embedder=embedder,
-        extractor_for=make_extractor_factory(settings, embedder),
-    )
     history = HistoryLog(
         client,
         coordinator.keys,
@@ -208,10 +204,19 @@ def build_runtime(settings: Settings, *, store: MemoryStore | None = None) -> Ru
         max_entries=settings.history_max_entries,
         events_max_len=settings.events_max_len,
     )
+    changes = ChangeLog(client, coordinator.keys, store, history, abandoned_after_ms=int(settings.lease_s * 1000))
+    reflector = Reflector(
+        settings=settings,
+        coordinator=coordinator,
+        store=store,
+        embedder=embedder,
+        extractor_for=make_extractor_factory(settings, embedder),
+        changes=changes,
+    )
     celery = None
     if settings.celery_redis_url is not None and celery_redis_url(settings) != redis_url(settings):
         celery = redis.Redis.from_url(celery_redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
-    return Runtime(settings, client, coordinator, store, embedder, reflector, history, celery)
+    return Runtime(settings, client, coordinator, store, embedder, reflector, history, changes, celery)
 
 
 _lock = threading.Lock()

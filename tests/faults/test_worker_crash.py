@@ -15,11 +15,13 @@ import pytest
 from pydantic import SecretStr
 
 from producer import Producer, ProducerConfig
+from schemas.memory import HistoryEntry
 from schemas.settings import Settings
 from tests.conftest import leaked_keys, uid
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.procs import WorkerProcess, wait_until
 from tests.support.scripted_llm import Reply
+from worker.memory.events import read_events
 from worker.memory.store import open_store
 from worker.pipeline.faults import CRASH_ENV
 
@@ -31,7 +33,8 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
     worker_env, spawn, scripted, redis_url, redis_client, prefix, tmp_path
 ) -> None:
     """before the LLM call → during it → after journaling → after the Qdrant write → healthy:
-    every turn becomes exactly one memory, and the lease and in-flight entry are released."""
+    every turn becomes exactly one memory with exactly one history entry and one change event
+    (no event id twice, none missing), and the lease and in-flight entry are released."""
     from worker.pipeline.keys import WorkerKeys as Keys
 
     keys = Keys(prefix)
@@ -94,10 +97,17 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
     settings = Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=tmp_path / "qdrant")
     store = open_store(settings)
     try:
-        contents = sorted(m.content for m in store.list(user))
+        memories = store.list(user)
     finally:
         store.close()
+    contents = sorted(m.content for m in memories)
     assert contents == sorted([*(t["content"] for t in turns), "one more fact"]), "each turn once, no duplicates"
+    events = [e for e in read_events(redis_client, keys.events, count=10_000) if e.user_id == user]
+    ids = [e.event_id for e in events]
+    assert len(ids) == len(set(ids)), "no event written twice"
+    assert sorted(e.memory_id for e in events) == sorted(m.id for m in memories), "one event per memory"
+    history = [HistoryEntry.model_validate_json(x) for x in redis_client.lrange(keys.history(user), 0, -1)]
+    assert sorted(h.memory_id for h in history) == sorted(m.id for m in memories), "one history entry per memory"
 
 
 @pytest.mark.timeout(200)

@@ -6,7 +6,14 @@ read goes through the user-filtered store and the profile's namespace; an id tha
 of this user's memories answers exactly like an id that does not exist, so a tool call can
 neither reach nor probe another user's data. Writes follow the reflection's rules: update
 keeps id and ``created_at`` and bumps ``version``; delete honours the profile's
-``delete_mode``; every change is recorded in the memory history and as a change event.
+``delete_mode``; every change is recorded in the memory history and as a change event, exactly
+once: the write is journaled before Qdrant and recorded by one script that deletes the journal
+(``worker.memory.changes``); a call killed in between is finished by the user's next writer, and
+each call first finishes what a dead one left (one ``HGETALL`` when there is nothing).
+
+Tool calls do not take the user's lease (a reflection holds it through its model calls): against a
+running reflection or another tool call the last write wins, as before; two calls at once each
+journal and record their own change only.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas.ids import check_id
 from schemas.memory import MemoryRecord, MemorySource
 from schemas.profiles import Profile, get_profile, namespace_key
-from schemas.reflection import MemoryOp
+from schemas.reflection import ChangeJournal, JournaledWrite, MemoryOp
+from worker.memory.changes import Fault
 from worker.memory.events import event_for_op
 from worker.memory.history import entry_for_op
+from worker.pipeline.faults import crash_point
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -65,9 +74,17 @@ class MemoryTools:
     """Executors bound to one user (and one profile namespace)."""
 
     def __init__(
-        self, runtime: Runtime, user_id: str, *, profile: str | Profile = "default", thread_id: str = ""
+        self,
+        runtime: Runtime,
+        user_id: str,
+        *,
+        profile: str | Profile = "default",
+        thread_id: str = "",
+        fault: Fault = crash_point,
     ) -> None:
+        """``fault``: the crash tests' seam between the journal, Qdrant and record steps."""
         self.runtime = runtime
+        self.fault = fault
         self.user_id = check_id(user_id)
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         self.thread_id = thread_id
@@ -99,6 +116,7 @@ class MemoryTools:
         return next((m for m in found if m.ns == list(self.ns)), None)
 
     def manage_memory(self, args: ManageArgs) -> dict[str, Any]:
+        self.runtime.changes.replay(self.user_id, fault=self.fault)  # what a dead call left, first
         now_ms = int(time.time() * 1000)
         if args.action == "create":
             if not args.content:
@@ -138,12 +156,20 @@ class MemoryTools:
                     ns=list(self.ns),
                     previous_content=target.content,
                 )
-        source = MemorySource(thread_id=self.thread_id or None)
-        self.runtime.store.apply(self.user_id, [op], source=source, now_ms=now_ms)
-        entry = entry_for_op(op, at_ms=now_ms, reflection=f"tool:{MANAGE}", thread_id=self.thread_id or None)
-        # the memory id in the source keeps event ids unique when two calls share a millisecond
-        event = event_for_op(
-            self.user_id, op, source=f"tool:{op.id}", at_ms=now_ms, index=0, thread_id=self.thread_id or None
-        )
-        self.runtime.history.record(self.user_id, [entry], events=[event])
+        self.runtime.changes.commit(self._journal(op, now_ms), fault=self.fault)
         return {"id": op.id, "action": args.action, "version": None if op.op == "delete" else op.version}
+
+    def _journal(self, op: MemoryOp, now_ms: int) -> ChangeJournal:
+        thread = self.thread_id or None
+        entry = entry_for_op(op, at_ms=now_ms, reflection=f"tool:{MANAGE}", thread_id=thread)
+        # the memory id in the source keeps event ids unique when two calls share a millisecond
+        source = f"tool:{op.id}"
+        event = event_for_op(self.user_id, op, source=source, at_ms=now_ms, index=0, thread_id=thread)
+        return ChangeJournal(
+            change_id=f"{source}:{now_ms}",
+            user_id=self.user_id,
+            at_ms=now_ms,
+            writes=[JournaledWrite(ops=[op], source=MemorySource(thread_id=thread))],
+            entries=[entry],
+            events=[event],
+        )

@@ -1,10 +1,10 @@
 """Forget a user everywhere: Qdrant memories and every Redis key that names the user.
 
 Redis holds a user's state in per-thread keys (``p:<kind>:u:t``: thread hash, buffer, msg-id
-set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:lease:u``, ``p:fence:u``), members ``u:t`` of
-the due/in-flight sorted sets and the dead-letter hash of the user's shard, the webhook dead
-letters of the user's events (``worker.features.webhooks``: forget may read that feature's
-letters; all of it in the user's shard, one slot on Redis Cluster), and Celery results
+set, journal), per-user keys (``p:history:u``, ``p:threads:u``, ``p:changes:u``, ``p:lease:u``,
+``p:fence:u``), members ``u:t`` of the due/in-flight sorted sets and the dead-letter hash of the
+user's shard, the webhook dead letters of the user's events (``worker.features.webhooks``: forget
+may read that feature's letters; all of it in the user's shard, one slot on Redis Cluster), and Celery results
 (``reflect:u:t:g…`` task ids, every outcome including failures; on Celery's own Redis when the
 coordination state is on a cluster). Per-thread keys are found with ``SCAN MATCH`` (ids cannot
 contain glob characters or ``:``), members with ``ZSCAN``/``HSCAN``; nothing is assumed about
@@ -141,7 +141,7 @@ def forget_user(
         _add_event(pipe, shard.events, user_id, runtime.settings.events_max_len)
     pipe.zrem(shard.changed_ss, user_id)
     data_keys = [k for group in per_thread.values() for k in group]
-    data_keys += [keys.history(user_id), keys.user_threads(user_id)]
+    data_keys += [keys.history(user_id), keys.user_threads(user_id), keys.changes(user_id)]
     pipe.delete(*data_keys)
     pipe.delete(keys.fence(user_id), keys.lease(user_id), keys.waiters(user_id))  # ours now; not counted
     deleted_keys = int(pipe.execute()[-2])

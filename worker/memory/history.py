@@ -3,8 +3,9 @@
 
 Storage choice: a capped Redis list per user, not Qdrant. History is an audit log, not memory:
 it is never searched by similarity, is read by ops for one (user, memory) at a time, and must be
-appended in the same atomic step that commits a reflection (the pipeline's FINALIZE script), so
-a crash can neither lose an entry nor write it twice. Retention: the newest
+appended in the same atomic step that commits a change (the pipeline's FINALIZE script for a
+reflection, ``record_changes.lua`` for a journaled tool call or consolidation run: see
+``worker.memory.changes``), so a crash can neither lose an entry nor write it twice. Retention: the newest
 ``history_max_entries`` entries per user, kept ``history_retention_s`` after the user's last
 change (both settings). Qdrant stays the only memory store.
 
@@ -35,6 +36,8 @@ class ShardChangeKeys(Protocol):
 
 class HistoryKeys(Protocol):
     def history(self, user_id: str) -> str: ...
+
+    def changes(self, user_id: str) -> str: ...
 
     def shard_for(self, user_id: str) -> ShardChangeKeys: ...
 
@@ -99,15 +102,17 @@ class HistoryLog:
         *,
         mark_changed: bool = True,
         events: list[ChangeEvent] | None = None,
+        change_id: str = "",
     ) -> int:
         """Append entries and their change events in one script (and mark the user changed for
-        the next consolidation)."""
-        if not entries and not events and not mark_changed:
+        the next consolidation). With ``change_id``, also delete that change's journal entry;
+        if it is gone already (recorded before), write nothing and return -1."""
+        if not entries and not events and not mark_changed and not change_id:
             return 0
         shard = self.keys.shard_for(user_id)
         return int(
             self.scripts.record_changes(
-                keys=[self.keys.history(user_id), shard.changed_ss, shard.events],
+                keys=[self.keys.history(user_id), shard.changed_ss, shard.events, self.keys.changes(user_id)],
                 args=[
                     user_id,
                     self.retention_s,
@@ -115,6 +120,7 @@ class HistoryLog:
                     1 if mark_changed else 0,
                     self.events_max_len,
                     encode_events(events or []),
+                    change_id,
                     *encode(entries),
                 ],
             )

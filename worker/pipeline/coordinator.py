@@ -31,6 +31,8 @@ class Snapshot:
     profile: str
     journal: CommitPlan | None
     turns: list[BufferedTurn]
+    changes: bool = False
+    """The user has journaled changes of tool calls or consolidation (``worker.memory.changes``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +167,13 @@ class Coordinator:
                 self.keys.thread(user_id, thread_id),
                 self.keys.buffer(user_id, thread_id),
                 self.keys.journal(user_id, thread_id),
+                self.keys.changes(user_id),
             ],
             args=[max_turns],
         )
         journal = decode_plan(reply[2]) if reply[2] else None
-        return Snapshot(int(reply[0]), _s(reply[1]), journal, [decode_turn(x) for x in reply[3:]])
+        turns = [decode_turn(x) for x in reply[4:]]
+        return Snapshot(int(reply[0]), _s(reply[1]), journal, turns, changes=bool(int(reply[3])))
 
     def prepare(self, token: int, plan: CommitPlan, policy: str) -> str:
         u, t = plan.user_id, plan.thread_id

@@ -5,6 +5,7 @@ Worker-side layout (``p`` is the prefix, ``u``/``t`` user and thread ids; with s
 carries its shard's hash tag after the prefix, as in ``producer.keys``):
 
 - ``p:journal:u:t``  string write-ahead commit plan of the reflection in progress
+- ``p:changes:u``    hash   change id → write-ahead journal of a tool call or consolidation run (``ChangeJournal``)
 - ``p:lease:u``      string per-user lease token (fenced by ``p:fence:u``)
 - ``p:fence:u``      int    monotonically increasing lease fencing counter
 - ``p:waiters:u``    set    ``u:t`` of the user's threads waiting for the lease (woken on release)
@@ -51,6 +52,9 @@ class WorkerKeys(Keys):
 
     def journal(self, user_id: str, thread_id: str) -> str:
         return f"{self._user(user_id)}:journal:{user_id}:{thread_id}"
+
+    def changes(self, user_id: str) -> str:
+        return f"{self._user(user_id)}:changes:{user_id}"
 
     def lease(self, user_id: str) -> str:
         return f"{self._user(user_id)}:lease:{user_id}"

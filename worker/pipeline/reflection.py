@@ -25,6 +25,7 @@ from schemas.profiles import Profile, get_profile
 from schemas.reflection import CommitPlan, DeadLetter, ReflectArgs, ReflectionResult
 from schemas.settings import Settings
 from worker.errors import EXPECTED, ReverieError
+from worker.memory.changes import ChangeLog
 from worker.memory.extraction.base import ExtractionOutput, Extractor
 from worker.memory.llm import Usage
 from worker.memory.planning import build_plan
@@ -69,6 +70,8 @@ class Reflector:
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     on_result: Callable[[ReflectionResult], None] | None = None
     """Called with every finished reflection (demo, tests, metrics)."""
+    changes: ChangeLog | None = None
+    """Tool and consolidation changes a dead process left journaled are replayed under the lease."""
 
     def run(self, args: ReflectArgs) -> ReflectionResult:
         try:
@@ -141,6 +144,8 @@ class Reflector:
         u, t, gen = args.user_id, args.thread_id, args.generation
         self.coordinator.heartbeat(u, t, int(self.settings.inflight_timeout_s * 1000))
         snap = self.coordinator.snapshot(u, t, MAX_TURNS_PER_REFLECTION)
+        if snap.changes and self.changes is not None:  # the snapshot said so: no extra round trip
+            self.changes.replay(u, fault=crash_point)
         if snap.journal is not None:
             result = self._replay(snap.journal, token, gen)
             if len(snap.turns) > snap.journal.turn_count or snap.generation > snap.journal.generation:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from tests.conftest import uid
 from tests.support import food
+from tests.support.crash import Died, assert_one_event_per_change, die_at, user_events
 from worker.features.agent_tools import MANAGE, SEARCH, MemoryTools, memory_tool_specs
 
 
@@ -79,3 +83,35 @@ def test_history_api_for_ops(make_system) -> None:
     tools.execute(MANAGE, {"action": "create", "content": "two"})
     assert [e.new_content for e in history(user, first)] == ["one"]
     assert len(history(user)) == 2
+
+
+def test_a_tool_write_killed_before_its_record_step_gets_exactly_one_event(make_system) -> None:
+    """Killed between the Qdrant write and the record step: a call at once leaves that young
+    journal alone (it may be in flight); once older than the lease, the next call replays it,
+    and a replay killed at the same step is replayed again: one entry and one event per change."""
+    system = make_system(lease_s=1.1)
+    runtime, user = system.runtime, uid("u")
+    with pytest.raises(Died):
+        MemoryTools(runtime, user, fault=die_at("change_after_qdrant_write")).execute(
+            MANAGE, {"action": "create", "content": "Keeps bees"}
+        )
+    [bees] = runtime.store.list(user)
+    assert runtime.history.history(user) == [] and user_events(system, user) == []
+    tools = MemoryTools(runtime, user)
+    kyoto = tools.execute(MANAGE, {"action": "create", "content": "Lives in Kyoto"})["id"]
+    assert [j.events[0].memory_id for j in runtime.changes.pending(user)] == [bees.id], "not replayed while young"
+    assert [e.memory_id for e in user_events(system, user)] == [kyoto]
+
+    time.sleep(1.2)  # the dead call's journal is older than the lease now: abandoned
+    with pytest.raises(Died):  # the replay itself dies at the same step, before its own change
+        MemoryTools(runtime, user, fault=die_at("change_after_qdrant_write")).execute(
+            MANAGE, {"action": "delete", "id": kyoto}
+        )
+    assert len(runtime.changes.pending(user)) == 1
+    tools.execute(MANAGE, {"action": "update", "id": kyoto, "content": "Lives in Osaka"})
+    assert runtime.changes.replay(user, now_ms=int(time.time() * 1000) + 10**7) == 0, "nothing left"
+
+    events = assert_one_event_per_change(system, user)
+    assert [(e.memory_id, e.op) for e in events] == [(kyoto, "insert"), (bees.id, "insert"), (kyoto, "update")]
+    assert not system.redis.exists(runtime.coordinator.keys.changes(user)), "journal deleted"
+    assert sorted(m.content for m in runtime.store.list(user)) == ["Keeps bees", "Lives in Osaka"]

@@ -7,9 +7,12 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from schemas.memory import MemorySource
 from schemas.reflection import MemoryOp
 from tests.conftest import uid
+from tests.support.crash import Died, assert_one_event_per_change, die_at, user_events
 from tests.support.scripted_llm import tool_calls_reply
 from worker.features.consolidation import consolidate_all, consolidate_user
 from worker.tasks import CONSOLIDATE
@@ -144,3 +147,30 @@ def test_time_budget_leaves_unreached_users_marked(make_system) -> None:
     marked = {u.decode() for u in runtime.redis.zrange(runtime.coordinator.keys.changed_ss, 0, -1)}
     assert len(marked & set(users)) == 2
     assert consolidate_all(runtime).done == 2
+
+
+def test_a_merge_killed_before_its_record_step_gets_exactly_one_event(make_system) -> None:
+    """A run killed between its Qdrant writes and the record step leaves the merge journaled;
+    the next run replays it first (a replay killed at the same step is replayed again), then
+    finds nothing more to merge: one history entry and one ``merge`` event."""
+    system = make_system(lease_s=1.1)
+    runtime, user = system.runtime, uid("u")
+    now = int(time.time() * 1000)
+    old = put(runtime, user, "I love miso ramen", at_ms=now - 2 * DAY_MS)
+    new = put(runtime, user, "I love miso ramen!", at_ms=now - DAY_MS)
+    with pytest.raises(Died):
+        consolidate_user(runtime, user, fault=die_at("change_after_qdrant_write"))
+    assert [m.id for m in runtime.store.list(user)] == [new], "merged in Qdrant"
+    assert runtime.history.history(user) == [] and user_events(system, user) == []
+
+    time.sleep(1.2)  # older than the lease: abandoned
+    with pytest.raises(Died):
+        consolidate_user(runtime, user, fault=die_at("change_after_qdrant_write"))
+    assert runtime.history.history(user) == []
+    assert consolidate_user(runtime, user).merged == 0  # replayed, then nothing left to merge
+    assert consolidate_user(runtime, user).merged == 0
+
+    events = assert_one_event_per_change(system, user)
+    assert [(e.op, e.memory_id, e.into) for e in events] == [("merge", old, new)]
+    assert [e.op for e in runtime.history.history(user)] == ["merge"]
+    assert not system.redis.exists(runtime.coordinator.keys.changes(user))

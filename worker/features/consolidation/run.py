@@ -15,9 +15,10 @@ since the last run, merge near-duplicate memories and apply retention rules per 
   (by ``updated_at``) or beyond the newest ``max_count`` of the kind are deleted.
 - Every removal and merge is written to the memory history, and as a change event (``merge`` for a
   memory folded into its survivor, ``update`` for the survivor's merged content, ``delete`` for
-  expiry) by the same script. The Qdrant writes come first and are not journaled: a crash between
-  them and that script loses both the history entries and the events of that run (the next run
-  finds the memories already merged and records nothing for them).
+  expiry), exactly once: the run's ops, entries and events are journaled before Qdrant is
+  written and recorded by one script that deletes the journal (``worker.memory.changes``). A run
+  killed in between is finished by the user's next writer; each run first finishes what a dead
+  one left.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import ChangeEvent
 from schemas.memory import HistoryEntry, MemoryRecord, MemorySource
-from schemas.reflection import MemoryOp
+from schemas.reflection import ChangeJournal, JournaledWrite, MemoryOp
 from worker.features.consolidation.decisions import Item, near_duplicate_groups, retention_victims
 from worker.features.consolidation.merge import llm_merge
+from worker.memory.changes import Fault
 from worker.memory.events import event_for_op
 from worker.memory.history import entry_for_op
+from worker.pipeline.faults import crash_point
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -76,8 +79,11 @@ def _delete(record: MemoryRecord, reason: str, survivor: str | None = None) -> t
     return op, reason if survivor is None else f"{reason}:{survivor}"
 
 
-def consolidate_user(runtime: Runtime, user_id: str, *, now_ms: int | None = None) -> UserReport:
-    """Merge near-duplicates and apply retention for one user, under the user's lease."""
+def consolidate_user(
+    runtime: Runtime, user_id: str, *, now_ms: int | None = None, fault: Fault = crash_point
+) -> UserReport:
+    """Merge near-duplicates and apply retention for one user, under the user's lease (after
+    finishing the user's changes a dead process left journaled). ``fault``: the crash tests' seam."""
     now_ms = now_ms or int(time.time() * 1000)
     settings = runtime.settings
     report = UserReport(user_id)
@@ -87,6 +93,7 @@ def consolidate_user(runtime: Runtime, user_id: str, *, now_ms: int | None = Non
         report.busy = True
         return report
     try:
+        runtime.changes.replay(user_id, fault=fault)
         items = [Item(r, v) for r, v in runtime.store.list_vectors(user_id, limit=10_000)]
         updates: list[tuple[MemoryOp, MemoryRecord]] = []
         deletes: list[tuple[MemoryOp, str]] = []
@@ -106,7 +113,9 @@ def consolidate_user(runtime: Runtime, user_id: str, *, now_ms: int | None = Non
         for victim in retention_victims(remaining, settings.retention, now_ms):
             deletes.append(_delete(victim, "expire"))
             report.expired += 1
-        _write(runtime, user_id, updates, deletes, now_ms)
+        journal = _journal(user_id, updates, deletes, now_ms)
+        if journal.writes:
+            runtime.changes.commit(journal, fault=fault)
     finally:
         coordinator.release_lease(user_id, token)
     return report
@@ -127,22 +136,23 @@ def _merged_update(survivor: MemoryRecord, content: str, data: dict[str, Any]) -
     )
 
 
-def _write(
-    runtime: Runtime,
+def _journal(
     user_id: str,
     updates: list[tuple[MemoryOp, MemoryRecord]],
     deletes: list[tuple[MemoryOp, str]],
     now_ms: int,
-) -> None:
+) -> ChangeJournal:
+    """The run's change (pure): its Qdrant writes, history entries and events, from ``now_ms``."""
     rid = f"consolidate:{now_ms}"
     entries: list[HistoryEntry] = []
     events: list[ChangeEvent] = []
-    for op, record in updates:  # one call per survivor: its payload keeps its own source
-        runtime.store.apply(user_id, [op], source=record.source, now_ms=now_ms)
+    writes: list[JournaledWrite] = []
+    for op, record in updates:  # one write per survivor: its payload keeps its own source
+        writes.append(JournaledWrite(ops=[op], source=record.source))
         entries.append(entry_for_op(op, at_ms=now_ms, reflection=rid, thread_id=None))
         events.append(event_for_op(user_id, op, source=rid, at_ms=now_ms, index=len(events)))
     if deletes:  # deletes carry no payload: the source is unused
-        runtime.store.apply(user_id, [op for op, _ in deletes], source=MemorySource(), now_ms=now_ms)
+        writes.append(JournaledWrite(ops=[op for op, _ in deletes], source=MemorySource()))
     for op, reason in deletes:
         entry = entry_for_op(op, at_ms=now_ms, reflection=rid, thread_id=None)
         entries.append(entry.model_copy(update={"op": reason.split(":", 1)[0], "new_content": reason}))
@@ -159,8 +169,9 @@ def _write(
                 into=survivor if merge else "",
             )
         )
-    if entries:
-        runtime.history.record(user_id, entries, mark_changed=False, events=events)
+    return ChangeJournal(
+        change_id=rid, user_id=user_id, at_ms=now_ms, writes=writes, entries=entries, events=events, mark_changed=False
+    )
 
 
 def consolidate_all(
