@@ -172,7 +172,9 @@ def running_system(
             system.results.append(result)
             if result.outcome in ("committed", "replayed"):
                 system.committed += result.turns
-                system.commits.append((result.user_id, result.thread_id, time.time() * 1000))
+                now_ms = time.time() * 1000
+                for thread_id in (result.thread_id, *result.siblings):  # a joint reflection commits them all
+                    system.commits.append((result.user_id, thread_id, now_ms))
 
     def on_claim(claim: Any) -> None:
         with system.lock:

@@ -116,6 +116,8 @@ class ReflectionResult(BaseModel):
     completion_tokens: int = 0
     extractor: str = ""
     reason: str | None = None
+    siblings: list[str] = Field(default_factory=list)
+    """Other threads of the user reflected in the same run (a joint reflection): committed too."""
 
 
 class DeadLetter(BaseModel):

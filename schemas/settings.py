@@ -206,6 +206,13 @@ class Settings(BaseSettings):
         default="rollback",
         description="A turn arrives mid-reflection: commit nothing and redo, or commit the snapshot.",
     )
+    join_siblings: int = Field(
+        default=8,
+        ge=0,
+        le=64,
+        description="A user's other threads that are due too are reflected with the claimed one "
+        "(one LLM call, one commit), at most this many; 0 reflects each thread on its own.",
+    )
     lease_s: float = Field(default=300.0, gt=1, le=3600, description="Per-user lease TTL (fenced).")
     inflight_timeout_s: float = Field(default=600.0, gt=1, le=86400, description="Requeue a claimed thread after this.")
     max_attempts: int = Field(default=5, ge=1, le=100, description="Failures before a thread is dead-lettered.")

@@ -225,6 +225,11 @@ class System:
                 and (thread_id is None or r.thread_id == thread_id)
             ]
 
+    def committed_threads(self, user_id: str) -> set[str]:
+        """Threads of ``user_id`` committed so far: reflected on their own or taken in by a
+        sibling's joint reflection (``ReflectionResult.siblings``)."""
+        return {t for r in self.committed(user_id) for t in (r.thread_id, *r.siblings)}
+
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -114,19 +114,25 @@ def test_webhooks_deliver_every_event_and_finalize_writes_them(report) -> None:
 
 
 def test_sibling_threads_are_each_reflected_once_and_nothing_is_lost(report) -> None:
-    """Figure 10, in local mode and with Qdrant in memory: every thread of every user is committed
-    with one LLM call, the siblings that waited for the user's lease were handed it, and no turn
-    or memory is lost or doubled."""
+    """Figure 10, siblings joined (local mode, Qdrant in memory) and one by one: every thread of
+    every user is committed, no turn or memory is lost or doubled; joined, a user's threads due
+    together need fewer model calls than threads; one by one, exactly one call per thread, and
+    the siblings that waited for the user's lease were handed it."""
     runs = sections(report)["10"]["counters"]
-    assert set(runs) == {"local", "in memory"}
+    assert set(runs) == {"local", "in memory", "one by one"}
     for run in runs.values():
         assert run["finished"]
         assert run["ready_threads"] == run["users"] * run["threads"]
-        assert run["extraction_calls"] == run["expected_calls"] == run["users"] * run["threads"]
         assert run["lost_turns"] == 0 and run["still_buffered"] == 0
         assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
         assert sorted(run["ready_lag_p50_by_sibling_ms"], key=int) == [str(n) for n in range(1, run["threads"] + 1)]
-        assert run["handover_p50_ms"] is not None  # each user's second thread was handed the lease
+    for joined in (runs["local"], runs["in memory"]):
+        assert joined["joint_reflections"] >= 1
+        assert joined["users"] <= joined["extraction_calls"] < joined["users"] * joined["threads"]
+    one = runs["one by one"]
+    assert one["joint_reflections"] == 0
+    assert one["extraction_calls"] == one["expected_calls"] == one["users"] * one["threads"]
+    assert one["handover_p50_ms"] is not None  # each user's second thread was handed the lease
 
 
 def test_the_cluster_figure_spread_keys_over_three_primaries(report) -> None:

@@ -113,8 +113,9 @@ def test_append_is_idempotent_by_message_id(make_cluster_system, scripted) -> No
 
 def test_reflections_of_one_user_never_interleave(make_cluster_system, scripted) -> None:
     """Per-user serialisation: three threads of one user due together, each extraction starts
-    after the previous one ended (the lease and its waiters live in the user's shard)."""
-    system = llm_system(make_cluster_system, scripted)
+    after the previous one ended (the lease and its waiters live in the user's shard). One by
+    one: joined, they would share one reflection."""
+    system = llm_system(make_cluster_system, scripted, join_siblings=0)
     spans: list[tuple[float, float]] = []
     lock = threading.Lock()
 
@@ -178,7 +179,9 @@ def test_status_and_pending_recall_read_the_users_shard(make_cluster_system, scr
     assert [(t.thread_id, t.state, t.buffered_turns) for t in whole.threads] == [("t1", "due", 1), ("t2", "due", 1)]
     pending = PendingTurns(system.redis, system.runtime.coordinator.keys)
     assert [(thread, turn.content) for thread, turn in pending.fetch(user)] == [("t1", "I live in Kyoto")]
-    system.runtime.coordinator.flush_due(100, user)
-    system.wait_for(lambda: len(system.committed(user)) == 2, what="two commits")
+    system.runtime.coordinator.flush_due(100, user)  # both due at once: one joint reflection
+    system.wait_for(lambda: system.committed_threads(user) == {"t1", "t2"}, what="both threads committed")
+    assert system.runtime.coordinator.stats().get("joint_reflections") == 1
+    assert scripted.chat_calls == 1
     assert pending.fetch(user) == []
     assert system.producer.status(user, "t1").state == "idle"

@@ -148,3 +148,65 @@ def test_a_dead_workers_lease_is_waited_out_without_a_busy_loop(
     results = list(redis_client.scan_iter(match=f"{keys.celery_prefix()}celery-task-meta-*", count=1000))
     assert len(results) == 1, "one stored result: the commit's"
     assert redis_client.ttl(results[0]) > 0, "results expire"
+
+
+@pytest.mark.timeout(300)
+def test_a_joint_reflection_killed_at_each_commit_step_reflects_every_turn_once(
+    worker_env, spawn, scripted, redis_url, redis_client, prefix, tmp_path
+) -> None:
+    """Three threads of one user due together are reflected in one run, with one journal per
+    thread. Killed after finalizing the first sibling (its turns trimmed, the others' not), and
+    in a second round right after journaling: each journal is replayed on its own, and every
+    turn becomes exactly one memory with one change event, with no further LLM call."""
+    from worker.pipeline.keys import WorkerKeys as Keys
+
+    keys = Keys(prefix)
+    scripted.set_responder(insert_each_user_turn)
+    user, threads = uid("u"), ("a", "b", "c")
+    facts: list[str] = []
+
+    def submit_round(producer: Producer, n: int) -> None:
+        for t in threads:  # all due before the next worker starts: one joint reflection
+            turns = [{"role": "user", "content": f"fact {n}.{i} of thread {t}", "id": f"{n}{t}{i}"} for i in range(2)]
+            producer.submit(user, t, turns)
+            facts.extend(turn["content"] for turn in turns)
+
+    def wait_all_reflected() -> None:
+        wait_until(
+            lambda: all(redis_client.llen(keys.buffer(user, t)) == 0 for t in threads)
+            and not any(redis_client.exists(keys.journal(user, t)) for t in threads)
+            and redis_client.zcard(keys.inflight_ss) == 0
+            and redis_client.zcard(keys.due_ss) == 0,
+            90,
+            "every journal replayed",
+        )
+
+    with Producer(ProducerConfig(redis_url=redis_url, key_prefix=prefix, after_seconds=0.3)) as producer:
+        submit_round(producer, 1)
+        assert spawn(worker_env | {CRASH_ENV: "after_sibling_finalize"}).wait(90) == KILLED
+        assert scripted.chat_calls == 1
+        assert sorted(redis_client.llen(keys.buffer(user, t)) for t in threads) == [0, 2, 2]
+        healthy = spawn(worker_env)
+        wait_all_reflected()
+        assert healthy.stop() == 0, healthy.log()
+        assert scripted.chat_calls == 1, "replays call no model"
+
+        submit_round(producer, 2)
+        assert spawn(worker_env | {CRASH_ENV: "after_journal"}).wait(90) == KILLED
+        assert scripted.chat_calls == 2
+        assert all(redis_client.exists(keys.journal(user, t)) for t in threads), "one journal per thread"
+        healthy = spawn(worker_env)
+        wait_all_reflected()
+        assert healthy.stop() == 0, healthy.log()
+    assert scripted.chat_calls == 2, "replays call no model"
+    assert not redis_client.exists(keys.lease(user)), "no stuck lease"
+    assert leaked_keys(redis_client, prefix) == []
+    settings = Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=tmp_path / "qdrant")
+    store = open_store(settings)
+    try:
+        memories = store.list(user)
+    finally:
+        store.close()
+    assert sorted(m.content for m in memories) == sorted(facts), "each turn once, no duplicates"
+    events = [e for e in read_events(redis_client, keys.events, count=10_000) if e.user_id == user]
+    assert len({e.event_id for e in events}) == len(events) == len(memories), "one event per memory"

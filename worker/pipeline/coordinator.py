@@ -4,6 +4,7 @@ scripts (``worker/pipeline/lua``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,14 +176,13 @@ class Coordinator:
         turns = [decode_turn(x) for x in reply[4:]]
         return Snapshot(int(reply[0]), _s(reply[1]), journal, turns, changes=bool(int(reply[3])))
 
-    def prepare(self, token: int, plan: CommitPlan, policy: str) -> str:
-        u, t = plan.user_id, plan.thread_id
-        return _s(
-            self.scripts.prepare(
-                keys=[self.keys.thread(u, t), self.keys.lease(u), self.keys.journal(u, t)],
-                args=[token, plan.generation, policy, plan.model_dump_json()],
-            )
-        )
+    def prepare(self, token: int, plan: CommitPlan, policy: str, siblings: Sequence[CommitPlan] = ()) -> str:
+        """Journal ``plan`` (and the plans of the ``siblings`` of a joint reflection) in one step."""
+        keys, args = [self.keys.lease(plan.user_id)], [token, policy]
+        for p in (plan, *siblings):
+            keys += [self.keys.thread(p.user_id, p.thread_id), self.keys.journal(p.user_id, p.thread_id)]
+            args += [p.generation, p.model_dump_json()]
+        return _s(self.scripts.prepare(keys=keys, args=args))
 
     def journal_replicated(self, user_id: str) -> bool:
         """With ``replica_wait_ms``: is what the user's shard holds so far (the commit journal
@@ -201,7 +201,7 @@ class Coordinator:
             return True
         return False
 
-    def finalize(self, token: int, plan: CommitPlan, idle_ttl_s: int = 86400) -> str:
+    def finalize(self, token: int, plan: CommitPlan, idle_ttl_s: int = 86400, *, keep_lease: bool = False) -> str:
         u, t = plan.user_id, plan.thread_id
         shard = self.keys.shard_for(u)
         return _s(
@@ -232,6 +232,7 @@ class Coordinator:
                     plan.extractor,
                     self.events_max_len,
                     encode_events(events_from_plan(plan)) if self.events_max_len else "[]",
+                    1 if keep_lease else 0,
                     *encode(entries_from_plan(plan)),
                 ],
             )

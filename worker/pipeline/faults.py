@@ -11,7 +11,14 @@ import os
 import signal
 
 CRASH_ENV = "REVERIE_TEST_CRASH_AT"
-STAGES = ("before_llm", "after_journal", "after_qdrant_write", "change_after_journal", "change_after_qdrant_write")
+STAGES = (
+    "before_llm",
+    "after_journal",
+    "after_qdrant_write",
+    "after_sibling_finalize",
+    "change_after_journal",
+    "change_after_qdrant_write",
+)
 """A reflection's stages, then those of a journaled tool or consolidation change (``worker.memory.changes``)."""
 
 

@@ -34,6 +34,7 @@ from worker.memory.store import MemoryStore
 from worker.observability.logs import get_logger
 from worker.pipeline.coordinator import Coordinator
 from worker.pipeline.faults import crash_point
+from worker.pipeline.siblings import Sibling, joinable, merged, sibling_plans, snapshot_siblings
 
 log = get_logger("reverie.reflection")
 MAX_TURNS_PER_REFLECTION = 500
@@ -45,6 +46,8 @@ REASONS = {
     "superseded": "a newer turn arrived (generation {generation}); that generation's task reflects the thread",
     "noop": "no buffered turns left to reflect",
     "rolled_back": "a turn arrived during extraction (rollback policy): nothing written, turns kept for the next pass",
+    "sibling_rolled_back": "a turn arrived in a sibling thread reflected with this one (rollback policy): nothing "
+    "written, this thread runs again now without it",
 }
 """Why a reflection did no work, in words an operator reads in Flower's result column."""
 
@@ -165,21 +168,44 @@ class Reflector:
             self.coordinator.release(u, t, token, gen, "noop")
             return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen, reason=REASONS["noop"])
         profile = get_profile(snap.profile)
+        siblings = self._siblings(args, snap.profile, profile, len(snap.turns))
+        turns = merged(snap.turns, siblings)
         # One collection and one embedding model from retrieval to plan: the live one, looked up
         # now (a re-embed may have switched it); the write checks again (``MemoryStore.apply``).
         with self.store.pinned(fresh=True):
-            out, extractor, plan = self._extract_and_plan(args, snap.turns, profile)
-        status = self.coordinator.prepare(token, plan, self.settings.overlap_policy)
+            out, extractor, plan = self._extract_and_plan(args, turns, profile)
+        plan = plan.model_copy(update={"turn_count": len(snap.turns)})  # this thread's buffer
+        joined = sibling_plans(plan, siblings)
+        status = self.coordinator.prepare(token, plan, self.settings.overlap_policy, joined)
         if status == "superseded":
-            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
-            return self._result("rolled_back", args, out, extractor, len(snap.turns), reason=REASONS["rolled_back"])
+            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(turns), extractor=extractor.name)
+            return self._result("rolled_back", args, out, extractor, len(turns), reason=REASONS["rolled_back"])
+        if status == "sibling_superseded":  # this thread has no newer turn: nothing else would run it
+            self.coordinator.reschedule(u, t, token=token, generation=gen, delay_ms=0)
+            return self._result("rolled_back", args, out, extractor, len(turns), reason=REASONS["sibling_rolled_back"])
         if status == "overdue":  # newer turns, but past max_wait: commit what was read anyway
             self.coordinator.incr_stats(u, committed_overdue=1)
-            log.info("committing past max_wait", turns=len(snap.turns))
+            log.info("committing past max_wait", turns=len(turns))
         elif status != "ok":
             raise _Retryable(f"commit refused: {status}")
-        self._apply(plan, token)
-        return self._result("committed", args, out, extractor, len(snap.turns), plan)
+        self._apply(plan, token, joined)
+        if joined:
+            self.coordinator.incr_stats(u, joint_reflections=1, joined_threads=len(joined))
+        result = self._result("committed", args, out, extractor, len(turns), plan)
+        return result.model_copy(update={"siblings": [p.thread_id for p in joined]})
+
+    def _siblings(self, args: ReflectArgs, profile_name: str, profile: Profile, taken: int) -> list[Sibling]:
+        """The user's other due threads to reflect in this run (none when ``join_siblings`` is 0)."""
+        if not self.settings.join_siblings or not joinable(profile):
+            return []
+        return snapshot_siblings(
+            self.coordinator,
+            args.user_id,
+            args.thread_id,
+            profile_name,
+            budget=MAX_TURNS_PER_REFLECTION - taken,
+            most=self.settings.join_siblings,
+        )
 
     def _extract_and_plan(
         self, args: ReflectArgs, turns: list[BufferedTurn], profile: Profile
@@ -227,7 +253,7 @@ class Reflector:
             limit=self.settings.existing_limit,
         )
 
-    def _apply(self, plan: CommitPlan, token: int) -> None:
+    def _apply(self, plan: CommitPlan, token: int, siblings: list[CommitPlan] | None = None) -> None:
         source = MemorySource(
             thread_id=plan.thread_id,
             generation=plan.generation,
@@ -245,6 +271,10 @@ class Reflector:
         crash_point("after_journal")
         self.store.apply(plan.user_id, plan.ops, source=source, now_ms=plan.created_ms)
         crash_point("after_qdrant_write")
+        for sibling in siblings or ():  # first: the reflected thread's finalize frees the lease
+            if self.coordinator.finalize(token, sibling, keep_lease=True) not in ("ok", "no_journal"):
+                raise _Retryable("finalize of a sibling thread refused: lease lost")
+            crash_point("after_sibling_finalize")
         status = self.coordinator.finalize(token, plan)
         if status not in ("ok", "no_journal"):
             raise _Retryable(f"finalize refused: {status}")

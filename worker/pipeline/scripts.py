@@ -27,6 +27,7 @@ class PipelineScripts(ScriptSet):
         "lease_renew",
         "lease_release",
         "snapshot",
+        "siblings",
         "prepare",
         "finalize",
         "release",
@@ -44,6 +45,7 @@ class PipelineScripts(ScriptSet):
     lease_renew: Any
     lease_release: Any
     snapshot: Any
+    siblings: Any
     prepare: Any
     finalize: Any
     release: Any

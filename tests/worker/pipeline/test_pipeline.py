@@ -50,8 +50,9 @@ def test_five_submits_half_a_second_apart_reflect_once(make_system, scripted) ->
 
 
 def test_two_threads_reflect_separately(make_system, scripted) -> None:
-    """Each (user, thread) has its own buffer and debounce."""
-    system = llm_system(make_system, scripted)
+    """Each (user, thread) has its own buffer and debounce (reflected one by one here: joined,
+    they would share one reflection, ``test_siblings.py``)."""
+    system = llm_system(make_system, scripted, join_siblings=0)
     user = uid("u")
     for thread in ("a", "b"):
         system.producer.submit(user, thread, [{"role": "user", "content": f"hello from {thread}"}])
@@ -170,8 +171,9 @@ def test_superseded_job_never_calls_the_llm(make_system, scripted) -> None:
 
 
 def test_reflections_of_one_user_never_interleave(make_system, scripted) -> None:
-    """Two threads of one user due together: the second extraction starts after the first ends."""
-    system = llm_system(make_system, scripted)
+    """Two threads of one user due together, reflected one by one: the second extraction starts
+    after the first ends."""
+    system = llm_system(make_system, scripted, join_siblings=0)
     spans: list[tuple[float, float]] = []
     lock = threading.Lock()
 
@@ -198,8 +200,9 @@ def test_reflections_of_one_user_never_interleave(make_system, scripted) -> None
 def test_sibling_threads_of_a_user_take_the_lease_in_turn_without_polling(make_system, scripted) -> None:
     """Three threads of one user fall due together; each reflection takes 1.5 s. The lease goes
     to one, and the others wait for its release (a hand-over), not for a fixed retry: at most
-    1 + 2 deferrals in all, where retrying every second defers them about twice as often."""
-    system = llm_system(make_system, scripted)
+    1 + 2 deferrals in all, where retrying every second defers them about twice as often.
+    (One by one: joined, they would share one reflection.)"""
+    system = llm_system(make_system, scripted, join_siblings=0)
     scripted.latency_s = 1.5
     user = uid("u")
     for thread in ("a", "b", "c"):

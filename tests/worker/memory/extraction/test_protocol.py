@@ -120,8 +120,12 @@ def test_the_pipeline_counts_text_answers_and_runs_the_json_protocol(make_system
         return text_reply("Sounds lovely!")
 
     scripted.set_responder(model)
-    system = make_system(
-        model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", llm_protocol="json"
+    system = make_system(  # one by one: each thread's answer is counted on its own
+        model=scripted.model,
+        llm_api_base=scripted.base_url,
+        llm_api_key="sk-test",
+        llm_protocol="json",
+        join_siblings=0,
     )
     user = uid("u")
     system.producer.submit(user, "t", [{"role": "user", "content": "I keep bees"}])
