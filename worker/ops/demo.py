@@ -187,7 +187,8 @@ def _play(
     with lock:
         done = [r for r in results if r.outcome in ("committed", "replayed")]
         outcomes = Counter(r.outcome for r in results)
-    return DemoReport(submitted, bursts, Counter((r.user_id, r.thread_id) for r in done), outcomes, "")
+    reflected = Counter((r.user_id, t) for r in done for t in (r.thread_id, *r.siblings))
+    return DemoReport(submitted, bursts, reflected, outcomes, "")
 
 
 def _wait_quiet(
@@ -200,7 +201,11 @@ def _wait_quiet(
     deadline = time.monotonic() + max(timeout_s, 1.0)
     while time.monotonic() < deadline:
         with lock:
-            n = sum(1 for r in results if (r.user_id, r.thread_id) == key and r.outcome == "committed")
+            n = sum(
+                1
+                for r in results
+                if r.user_id == key[0] and key[1] in (r.thread_id, *r.siblings) and r.outcome == "committed"
+            )
         if n >= commits:
             return
         time.sleep(0.05)

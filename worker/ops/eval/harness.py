@@ -34,8 +34,13 @@ class Results:
         self.by_thread: dict[tuple[str, str], list[tuple[ReflectionResult, float]]] = {}
 
     def __call__(self, result: ReflectionResult) -> None:
+        now = time.monotonic()
+        # A joint reflection commits its siblings too; its cost stays with the reflected thread.
+        free = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        joined = [result.model_copy(update={"thread_id": t, **free}) for t in result.siblings]
         with self.lock:
-            self.by_thread.setdefault((result.user_id, result.thread_id), []).append((result, time.monotonic()))
+            for r in (result, *joined):
+                self.by_thread.setdefault((r.user_id, r.thread_id), []).append((r, now))
 
     def terminal(self, key: tuple[str, str]) -> tuple[ReflectionResult, float] | None:
         """The first commit or dead letter of a thread, and when it happened."""
