@@ -83,7 +83,10 @@ def reflect(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
             _observe(runtime, parsed.user_id, "failed", started)
             raise  # logged once by the reflector: a WARNING, or an ERROR with traceback if unexpected
         _observe(runtime, parsed.user_id, result.outcome, started)
-        log.info("reflection finished", outcome=result.outcome, inserted=result.inserted, updated=result.updated)
+        joined = {"siblings": result.siblings} if result.siblings else {}  # thread ids: ids only, never text
+        log.info(
+            "reflection finished", outcome=result.outcome, inserted=result.inserted, updated=result.updated, **joined
+        )
         summary = result.model_dump()
         state = CUSTOM_STATES.get(result.outcome)
         if state is not None and self.request.id and not self.request.is_eager:

@@ -76,7 +76,12 @@ def pairs_of(scenarios: Sequence[Scenario]) -> Pairs:
     for scenario in scenarios:
         said = [
             user_statements(
-                [BufferedTurn(role="user", content=t.content, ts_ms=0) for t in s.turns if t.role == "user"]
+                [
+                    BufferedTurn(role="user", content=t.content, ts_ms=0)
+                    for turns in s.threads  # what one (joint) reflection of the session reads
+                    for t in turns
+                    if t.role == "user"
+                ]
             )
             for s in scenario.sessions
         ]
@@ -223,8 +228,18 @@ def regenerated(fits: dict[str, Fit]) -> str:
     return head + render(fits)
 
 
+HELD_OUT = ("siblings",)
+"""Categories never calibrated on: they only test. ``siblings`` (added after the fit) checks the
+joint reflection of threads due together with thresholds fitted without it; fitting on it too
+would move the use-m3 judge floor from 0.35 to 0.40 and re-score every category."""
+
+
+def calibration_scenarios() -> list[Scenario]:
+    return [s for s in load_scenarios() if s.category not in HELD_OUT]
+
+
 def fit_all(names: Sequence[str] = EMBEDDERS) -> dict[str, Fit]:
-    scenarios = load_scenarios()
+    scenarios = calibration_scenarios()
     pairs = pairs_of(scenarios)
     return {name: fit(embedder_for(name), pairs) for name in names}
 
@@ -234,7 +249,7 @@ def main(argv: list[str]) -> int:
     for name, f in fits.items():
         same, other, chit, facts = f.counts
         print(f"{name}: {f.thresholds}")
-        held = held_out(embedder_for(name), load_scenarios())
+        held = held_out(embedder_for(name), calibration_scenarios())
         print(f"  subject accuracy {f.subject_accuracy:.3f} (held out {held:.3f}; {same} same, {other} distinct pairs)")
         print(f"  chit-chat accuracy {f.chitchat_accuracy:.3f} ({chit} chit-chat, {facts} facts)")
         print(f"  judge floor {f.judge_floor}")

@@ -1,7 +1,7 @@
 """Running the scenarios through the whole reflection path (``harness``: the real producer, a
 Celery worker and a dispatcher, local-mode Qdrant, Redis). Session k of every scenario is
-submitted at once, then the run waits for each thread's commit and reads the users' memories
-back through the read client.
+submitted at once (its parallel threads right after its own turns), then the run waits for each
+thread's commit and reads the users' memories back through the read client.
 
 ``run_extraction`` scores the extractor alone, through the public memory manager: no Redis, no
 Qdrant, the whole state shown to the model, no retrieval.
@@ -53,29 +53,37 @@ def run_pipeline(
         errors: list[str] = []
         total, done = sum(len(s.sessions) for s in scenarios), 0
         for k in range(max(len(s.sessions) for s in scenarios)):
-            pending: dict[tuple[str, str], tuple[int, float]] = {}
+            pending: dict[int, tuple[list[tuple[str, str]], float]] = {}  # scenario → its threads, submit time
             for n, scenario in enumerate(scenarios):
                 if k < len(scenario.sessions):
                     session = scenario.sessions[k]
-                    key = (ids[n][session.user], f"s{k + 1}")
-                    messages = [
-                        {"role": t.role, "content": t.content, "id": f"{scenario.id}-{k}-{i}"}
-                        for i, t in enumerate(session.turns)
-                    ]
-                    h.producer.submit(*key, messages, profile=f"eval-{scenario.id}")
-                    pending[key] = (n, time.monotonic())
-            finished = h.wait(list(pending), session_timeout_s)
-            for key, (n, submitted) in pending.items():
-                result = finished.get(key)
-                if result is None:
-                    errors.append(f"{scenarios[n].id} session {k + 1}: no commit within {session_timeout_s:.0f} s")
-                elif result.outcome != "committed":
-                    errors.append(f"{scenarios[n].id} session {k + 1}: {result.outcome}")
-                hit = h.results.terminal(key)
-                calls, tokens = h.results.cost(key)
-                seconds = (hit[1] if hit else time.monotonic()) - submitted
+                    submitted, threads = time.monotonic(), []
+                    for j, turns in enumerate(session.threads):
+                        if j:  # a person's messages in two tabs are ms apart: the merged order is theirs
+                            time.sleep(0.005)
+                        key = (ids[n][session.user], f"s{k + 1}" if j == 0 else f"s{k + 1}p{j}")
+                        messages = [
+                            {"role": t.role, "content": t.content, "id": f"{scenario.id}-{k}-{j}-{i}"}
+                            for i, t in enumerate(turns)
+                        ]
+                        h.producer.submit(*key, messages, profile=f"eval-{scenario.id}")
+                        threads.append(key)
+                    pending[n] = (threads, submitted)
+            finished = h.wait([key for threads, _ in pending.values() for key in threads], session_timeout_s)
+            for n, (threads, submitted) in pending.items():
+                ends, calls, tokens = [], 0, 0
+                for key in threads:
+                    result = finished.get(key)
+                    if result is None:
+                        errors.append(f"{scenarios[n].id} session {k + 1}: no commit within {session_timeout_s:.0f} s")
+                    elif result.outcome != "committed":
+                        errors.append(f"{scenarios[n].id} session {k + 1}: {result.outcome}")
+                    hit = h.results.terminal(key)
+                    ends.append(hit[1] if hit else time.monotonic())
+                    c, t = h.results.cost(key)
+                    calls, tokens = calls + c, tokens + t
                 memories = {name: h.runtime.store.list(uid, limit=1000) for name, uid in ids[n].items()}
-                states[n].append(SessionState(memories, llm_calls=calls, tokens=tokens, seconds=seconds))
+                states[n].append(SessionState(memories, llm_calls=calls, tokens=tokens, seconds=max(ends) - submitted))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -136,7 +144,8 @@ def run_extraction(
         states = []
         for session in scenario.sessions:
             t0 = time.monotonic()
-            messages = [{"role": t.role, "content": t.content} for t in session.turns]
+            # parallel threads reach the manager as one conversation, in submit order (a joint reflection)
+            messages = [{"role": t.role, "content": t.content} for turns in session.threads for t in turns]
             result = manager.invoke(messages=messages, existing=state[session.user])
             state[session.user] = apply_ops(state[session.user], result.ops, datetime.now(UTC))
             tokens = result.prompt_tokens + result.completion_tokens

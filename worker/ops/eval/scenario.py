@@ -3,7 +3,10 @@
 
 A scenario is a profile, sessions reflected one after another, the complete expected memory
 state of every user after each session (as checks), stale facts that must be gone, and
-retrieval questions answered by one expected memory of the final state.
+retrieval questions answered by one expected memory of the final state. A session may also
+carry ``parallel`` threads of the same user, submitted right after its own turns (in the listed
+order) and falling due with them: the chat in several tabs at once that sibling-thread joining
+is for. Its checks hold once every one of its threads is reflected.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Category = Literal[
-    "new_facts", "update", "delete", "dedupe", "temporal", "chitchat", "multilingual", "structured", "isolation"
+    "new_facts",
+    "update",
+    "delete",
+    "dedupe",
+    "temporal",
+    "chitchat",
+    "multilingual",
+    "structured",
+    "isolation",
+    "siblings",
 ]
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 Mention = str | list[str]
@@ -91,12 +103,35 @@ class Session(_Model):
     """The complete expected state of every user of the scenario after this session."""
     absent: list[Check] = Field(default_factory=list)
     """Stale or leaked facts: no memory of that user may pass these checks."""
+    parallel: list[list[Turn]] = Field(default_factory=list, max_length=8)
+    """Other threads of this user, submitted together with ``turns`` (each one thread, in order)."""
 
     @field_validator("turns", mode="before")
     @classmethod
     def _turns(cls, value: Any) -> Any:
-        # shorthand: a bare string is a user turn
-        return [{"content": t} if isinstance(t, str) else t for t in value] if isinstance(value, list) else value
+        return _bare_user_turns(value)
+
+    @field_validator("parallel", mode="before")
+    @classmethod
+    def _parallel(cls, value: Any) -> Any:
+        return [_bare_user_turns(t) for t in value] if isinstance(value, list) else value
+
+    @field_validator("parallel")
+    @classmethod
+    def _not_empty(cls, value: list[list[Turn]]) -> list[list[Turn]]:
+        if any(not turns for turns in value):
+            raise ValueError("a parallel thread needs at least one turn")
+        return value
+
+    @property
+    def threads(self) -> list[list[Turn]]:
+        """The session's own turns, then each parallel thread's: the submit order."""
+        return [self.turns, *self.parallel]
+
+
+def _bare_user_turns(value: Any) -> Any:
+    """Shorthand: a bare string is a user turn."""
+    return [{"content": t} if isinstance(t, str) else t for t in value] if isinstance(value, list) else value
 
 
 class Question(_Model):

@@ -50,6 +50,15 @@ SCENARIOS = """
       expect: [{key: cello, text: The user plays the cello, mentions: [cello]}]
     - turns: ["The cello is my instrument"]
       expect: [{key: cello, same_as: cello, text: The user plays the cello, mentions: [cello]}]
+- id: en-e2e-siblings
+  category: siblings
+  language: en
+  sessions:
+    - turns: ["I play the violin"]
+      parallel: [["My dog is called Kuro"]]
+      expect:
+        - {key: violin, text: The user plays the violin, mentions: [violin]}
+        - {key: dog, text: The user's dog is Kuro, mentions: [Kuro]}
 """
 FACTS = {
     "I love ramen": "The user loves ramen",
@@ -57,6 +66,8 @@ FACTS = {
     "Actually, miso ramen is the one I love": "The user loves miso ramen",
     "I play the cello": "The user plays the cello",
     "The cello is my instrument": "The user plays the cello, their instrument",
+    "I play the violin": "The user plays the violin",
+    "My dog is called Kuro": "The user's dog is called Kuro",
 }
 SUBJECT = {"Actually, miso ramen is the one I love": "ramen", "The cello is my instrument": "cello"}
 EXISTING = re.compile(r"^\[(\d+)\] \(Memory\) (.*)$", re.M)
@@ -109,11 +120,12 @@ def test_a_perfect_script_scores_one(own_process, scenario_dir, scripted, redis_
 
     _, total = aggregate(result.scores)
     s = total.scores()
-    assert (total.expected, total.memories, total.matched) == (6, 6, 6)
+    assert (total.expected, total.memories, total.matched) == (8, 8, 8)
     assert (s["precision"], s["recall"], s["update_in_place"], s["duplicate_rate"]) == (1.0, 1.0, 1.0, 0.0)
     assert s["recall_at_5"] == 1.0  # two memories, so the answer is in the top five
-    # one call per reflected session, and the chit-chat session's text answer sent back once: 6 for 5
-    assert s["llm_calls_per_session"] == pytest.approx(6 / 5)
+    # one call per reflection, and the chit-chat session's text answer sent back once: the two
+    # threads of the siblings session share one call when joined (2 if the second fell due late)
+    assert s["llm_calls_per_session"] * 6 in (pytest.approx(7), pytest.approx(8))
     assert result.extractor == f"llm:{scripted.model}" and result.embedder == "use-m3"
 
 
@@ -130,10 +142,10 @@ def test_a_script_that_never_updates_scores_its_duplicates_and_lost_updates(
     from worker.ops.eval.scoring import aggregate
 
     by_category, total = aggregate(result.scores)
-    assert (total.expected, total.memories, total.matched, total.duplicates) == (6, 8, 6, 1)
+    assert (total.expected, total.memories, total.matched, total.duplicates) == (8, 10, 8, 1)
     s = total.scores()
-    assert s["precision"] == pytest.approx(6 / 8) and s["recall"] == 1.0
-    assert s["duplicate_rate"] == pytest.approx(1 / 8)
+    assert s["precision"] == pytest.approx(8 / 10) and s["recall"] == 1.0
+    assert s["duplicate_rate"] == pytest.approx(1 / 10)
     assert s["update_in_place"] == pytest.approx(2 / 3)  # cat kept; ramen not; cello's original kept
     assert by_category["chitchat"].memories == 0
     [update] = [x for x in result.scores if x.scenario == "en-e2e-update"]
@@ -144,7 +156,7 @@ def test_extraction_alone_through_the_memory_manager_agrees(scenario_dir, script
     """The same scripts through the public memory manager, no pipeline: the same extraction scores."""
     scenarios = load_scenarios([scenario_dir])
     settings = _settings(redis_url, scripted)
-    for updates, precision in ((True, 1.0), (False, 6 / 8)):
+    for updates, precision in ((True, 1.0), (False, 8 / 10)):
         scripted.set_responder(scripted_model(updates=updates))
         result = run_extraction(scenarios, OfflineJudge(), lambda s: manager_for(settings, s), embedder="use-m3")
         from worker.ops.eval.scoring import aggregate
@@ -168,7 +180,7 @@ def test_the_command_prints_json_and_compares_with_a_baseline(own_process, scena
     report = json.loads(done.stdout)
     assert report["meta"]["extractor"] == "offline manager (not an LLM)"
     assert report["meta"]["judge"].startswith("offline (use-m3")
-    assert set(report["categories"]) == {"update", "chitchat", "dedupe"}
+    assert set(report["categories"]) == {"update", "chitchat", "dedupe", "siblings"}
     assert json.loads(out.read_text()) == report
     again = runner.invoke(cli, ["eval", "--scenarios", str(scenario_dir), "--baseline", str(out)], env=env)
     assert again.exit_code == 0 and "vs baseline" in again.stdout

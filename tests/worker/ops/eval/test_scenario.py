@@ -47,6 +47,8 @@ BASE = """
         (BASE + '  questions: [{ask: "where?", answer: town}]', "answer 'town' is not a final expectation"),
         (BASE.replace("key: city,", "key: city, same_as: home,"), "same_as 'home' names no earlier"),
         (BASE.replace("turns: [", "turns: [{role: robot, content: hi}, "), "sessions.0.turns"),
+        (BASE.replace('turns: ["I live in Osaka"]', 'turns: ["I live in Osaka"]\n      parallel: [[]]'), "parallel"),
+        (BASE.replace('turns: ["I live in Osaka"]', 'turns: ["hi"]\n      parallel: hello'), "sessions.0.parallel"),
         ("- [unclosed", "cannot read YAML"),
     ],
 )
@@ -67,3 +69,11 @@ def test_ids_must_be_unique_and_folders_must_hold_scenarios(tmp_path: Path) -> N
         load_scenarios([empty])
     with pytest.raises(EvalFormatError, match="unknown categories"):
         load_scenarios(categories=["gossip"])
+
+
+def test_parallel_threads_parse_like_turns_and_keep_their_order(tmp_path: Path) -> None:
+    text = BASE.replace('turns: ["I live in Osaka"]', 'turns: ["I live in Osaka"]\n      parallel: [[b, c], [d]]')
+    [scenario] = load_scenarios([_write(tmp_path, text)])
+    threads = scenario.sessions[0].threads
+    assert [[t.content for t in turns] for turns in threads] == [["I live in Osaka"], ["b", "c"], ["d"]]
+    assert all(t.role == "user" for turns in threads for t in turns)
