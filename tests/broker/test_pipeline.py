@@ -16,15 +16,12 @@ from typing import Any
 
 import pytest
 import redis
-from pydantic import SecretStr
 
 from producer import Producer, ProducerConfig
-from schemas.settings import Settings
 from tests.conftest import ROOT_DIR, keys_under, leaked_keys, uid
 from tests.support.llm_scripts import insert_each_user_turn
-from tests.support.procs import WorkerProcess, wait_until
+from tests.support.procs import WorkerProcess, stored_memories, wait_until
 from tests.support.scripted_llm import Reply, ScriptedLLM
-from worker.memory.store import open_store
 
 pytestmark = pytest.mark.rabbitmq
 KILLED = -signal.SIGKILL
@@ -32,11 +29,7 @@ KILLED = -signal.SIGKILL
 
 def _memories(redis_url: str, prefix: str, qdrant: Path, user: str) -> list[str]:
     """Read after the workers stopped: local-mode Qdrant is one process's folder."""
-    store = open_store(Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=qdrant))
-    try:
-        return sorted(m.content for m in store.list(user))
-    finally:
-        store.close()
+    return sorted(m.content for m in stored_memories(redis_url, prefix, qdrant, user))
 
 
 def _stats(client: redis.Redis, prefix: str) -> dict[str, int]:

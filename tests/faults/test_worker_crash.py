@@ -12,17 +12,14 @@ import threading
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from producer import Producer, ProducerConfig
 from schemas.memory import HistoryEntry
-from schemas.settings import Settings
 from tests.conftest import leaked_keys, uid
 from tests.support.llm_scripts import insert_each_user_turn
-from tests.support.procs import WorkerProcess, wait_until
+from tests.support.procs import WorkerProcess, stored_memories, wait_until
 from tests.support.scripted_llm import Reply
 from worker.memory.events import read_events
-from worker.memory.store import open_store
 from worker.pipeline.faults import CRASH_ENV
 
 KILLED = -signal.SIGKILL
@@ -94,12 +91,7 @@ def test_worker_killed_at_each_stage_reflects_every_turn_once(
     assert not redis_client.exists(keys.lease(user)), "no stuck lease"
     assert redis_client.hlen(keys.dlq) == 0
     assert leaked_keys(redis_client, prefix) == []
-    settings = Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=tmp_path / "qdrant")
-    store = open_store(settings)
-    try:
-        memories = store.list(user)
-    finally:
-        store.close()
+    memories = stored_memories(redis_url, prefix, tmp_path / "qdrant", user)
     contents = sorted(m.content for m in memories)
     assert contents == sorted([*(t["content"] for t in turns), "one more fact"]), "each turn once, no duplicates"
     events = [e for e in read_events(redis_client, keys.events, count=10_000) if e.user_id == user]
@@ -201,12 +193,7 @@ def test_a_joint_reflection_killed_at_each_commit_step_reflects_every_turn_once(
     assert scripted.chat_calls == 2, "replays call no model"
     assert not redis_client.exists(keys.lease(user)), "no stuck lease"
     assert leaked_keys(redis_client, prefix) == []
-    settings = Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=tmp_path / "qdrant")
-    store = open_store(settings)
-    try:
-        memories = store.list(user)
-    finally:
-        store.close()
+    memories = stored_memories(redis_url, prefix, tmp_path / "qdrant", user)
     assert sorted(m.content for m in memories) == sorted(facts), "each turn once, no duplicates"
     events = [e for e in read_events(redis_client, keys.events, count=10_000) if e.user_id == user]
     assert len({e.event_id for e in events}) == len(events) == len(memories), "one event per memory"

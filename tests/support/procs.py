@@ -187,3 +187,18 @@ def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def stored_memories(redis_url: str, prefix: str, qdrant_path: Path, user_id: str) -> list[Any]:
+    """A user's memories, read after the worker processes stopped (local-mode Qdrant is one
+    process's folder at a time)."""
+    from pydantic import SecretStr
+
+    from schemas.settings import Settings
+    from worker.memory.store import open_store
+
+    store = open_store(Settings(redis_url=SecretStr(redis_url), key_prefix=prefix, qdrant_path=qdrant_path))
+    try:
+        return store.list(user_id)
+    finally:
+        store.close()
