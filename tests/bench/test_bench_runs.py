@@ -49,14 +49,16 @@ def test_every_figure_has_rows_with_a_reference_and_a_ratio(report) -> None:
     assert "| # | figure |" in report["table"]
 
 
-def test_economy_is_one_llm_call_per_quiet_period_even_with_four_workers(report) -> None:
-    """Extraction calls == U×T exactly, nothing lost, nothing duplicated, with 1 and 4 workers."""
+def test_economy_is_one_reflection_per_quiet_period_even_with_four_workers(report) -> None:
+    """Every quiet period (U×T) committed exactly once, one extraction call per reflection (a
+    joint one covers the user's sibling threads), nothing lost or duplicated, with 1 and 4 workers."""
     runs = sections(report)["3"]["counters"]
     assert set(runs) == {"1 worker", "4 workers racing"}
     for run in runs.values():
         assert run["finished"]
-        assert run["extraction_calls"] == run["users"] * run["threads"]
-        assert run["economy_ratio"] == 1.0
+        assert run["thread_commits"] == run["quiet_periods"] == run["users"] * run["threads"]
+        assert run["extraction_calls"] == run["quiet_periods"] - run["joined_threads"]
+        assert run["users"] <= run["extraction_calls"] <= run["quiet_periods"]
         assert run["hot_path_calls"] == run["users"] * run["threads"] * run["turns_per_thread"]
         assert run["lost_turns"] == 0 and run["still_buffered"] == 0
         assert run["duplicate_memories"] == 0 and run["missing_memories"] == 0
