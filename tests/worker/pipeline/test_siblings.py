@@ -13,6 +13,7 @@ from schemas.reflection import ReflectArgs
 from tests.conftest import leaked_keys, uid
 from tests.support.llm_scripts import conversation_lines, insert_each_user_turn
 from tests.support.scripted_llm import Reply
+from worker.pipeline.coordinator import decode_turn
 
 
 def _system(make_system: Any, scripted: Any, **overrides: Any) -> Any:
@@ -130,3 +131,30 @@ def test_a_turn_in_a_taken_sibling_rolls_back_and_the_thread_runs_again(make_sys
     assert [m.content for m in system.runtime.store.list(user)] == ["fact of thread a"]
     assert redis_client.llen(keys.buffer(user, "b")) == 2
     assert scripted.chat_calls == 2
+
+
+def test_finish_policy_commits_what_was_read_and_keeps_a_siblings_new_turn(make_system, scripted, redis_client) -> None:
+    """Finish policy: a turn that reaches a taken-in sibling during extraction does not stop the
+    commit; the sibling's turns that were read are trimmed, the new one stays buffered and due."""
+    system = _system(make_system, scripted, start_dispatcher=False, overlap_policy="finish")
+    user = uid("u")
+    _submit(system, user, "a", "fact of thread a")
+    _submit(system, user, "b", "fact of thread b")
+    first = True
+
+    def interrupt(body: dict[str, Any]) -> Reply:
+        nonlocal first
+        if first:
+            first = False
+            _submit(system, user, "b", "late fact of thread b", after_seconds=20)
+        return insert_each_user_turn(body)
+
+    scripted.set_responder(interrupt)
+    result = _claim_and_run(system, user, "a")
+    assert (result.outcome, result.siblings, result.turns) == ("committed", ["b"], 2)
+    keys = system.runtime.coordinator.keys
+    assert sorted(m.content for m in system.runtime.store.list(user)) == ["fact of thread a", "fact of thread b"]
+    left = [decode_turn(raw).content for raw in redis_client.lrange(keys.buffer(user, "b"), 0, -1)]
+    assert left == ["late fact of thread b"]
+    assert redis_client.zscore(keys.due_ss, member(user, "b")) is not None
+    assert redis_client.llen(keys.buffer(user, "a")) == 0
