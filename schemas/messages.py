@@ -110,6 +110,9 @@ class BufferedTurn(BaseModel):
     content: str
     name: str | None = None
     ts_ms: int
+    thread: str | None = None
+    """Set in memory only, when a joint reflection merges several threads' turns (never stored):
+    the extraction prompt names each turn's chat."""
 
 
 class SubmitReceipt(BaseModel):

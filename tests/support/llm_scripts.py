@@ -8,14 +8,17 @@ from typing import Any
 from tests.support.scripted_llm import Reply, text_reply, tool_calls_reply
 
 CONVERSATION = re.compile(r"<conversation>\n(.*?)\n</conversation>", re.S)
+CHAT = re.compile(r"^\[chat \d+\] ")
 
 
-def conversation_lines(body: dict[str, Any]) -> list[str]:
-    """The transcript lines of the first user message of an extraction request."""
+def conversation_lines(body: dict[str, Any], *, chats: bool = False) -> list[str]:
+    """The transcript lines of the first user message of an extraction request; the ``[chat N]``
+    mark of a joint reflection's lines is dropped unless ``chats``."""
     for m in body.get("messages", []):
         if m.get("role") == "user" and "<conversation>" in (m.get("content") or ""):
             match = CONVERSATION.search(m["content"])
-            return match.group(1).splitlines() if match else []
+            lines = match.group(1).splitlines() if match else []
+            return lines if chats else [CHAT.sub("", line) for line in lines]
     return []
 
 

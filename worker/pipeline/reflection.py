@@ -169,7 +169,7 @@ class Reflector:
             return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen, reason=REASONS["noop"])
         profile = get_profile(snap.profile)
         siblings = self._siblings(args, snap.profile, profile, len(snap.turns))
-        turns = merged(snap.turns, siblings)
+        turns = merged(t, snap.turns, siblings)
         # One collection and one embedding model from retrieval to plan: the live one, looked up
         # now (a re-embed may have switched it); the write checks again (``MemoryStore.apply``).
         with self.store.pinned(fresh=True):

@@ -64,11 +64,14 @@ def snapshot_siblings(
     return out
 
 
-def merged(turns: list[BufferedTurn], siblings: list[Sibling]) -> list[BufferedTurn]:
-    """All turns in submit order (stable: a thread's own order is kept on equal times)."""
+def merged(thread_id: str, turns: list[BufferedTurn], siblings: list[Sibling]) -> list[BufferedTurn]:
+    """All turns in submit order (stable: a thread's own order is kept on equal times), each
+    marked with its thread so that the prompt can say which chat it belongs to."""
     if not siblings:
         return turns
-    return sorted([*turns, *(x for s in siblings for x in s.turns)], key=lambda x: x.ts_ms)
+    tagged = [x.model_copy(update={"thread": thread_id}) for x in turns]
+    tagged += [x.model_copy(update={"thread": s.thread_id}) for s in siblings for x in s.turns]
+    return sorted(tagged, key=lambda x: x.ts_ms)
 
 
 def sibling_plans(plan: CommitPlan, siblings: list[Sibling]) -> list[CommitPlan]:

@@ -44,7 +44,11 @@ def test_threads_due_together_are_reflected_in_one_call(make_system, scripted, r
     system.wait_for(lambda: len(system.committed(user)) == 1, what="the joint commit")
     system.wait_idle()
     assert scripted.chat_calls == 1
-    assert conversation_lines(scripted.chat_requests[0]) == [f"user: fact of thread {t}" for t in "abc"]
+    request = scripted.chat_requests[0]
+    # in submit order, each line led by its chat (numbered by first appearance, never the thread id)
+    expected = ["[chat 1] user: fact of thread a", "[chat 2] user: fact of thread b", "[chat 3] user: fact of thread c"]
+    assert conversation_lines(request, chats=True) == expected
+    assert "several chats with the same user" in request["messages"][1]["content"]
     [result] = system.committed(user)
     assert sorted([result.thread_id, *result.siblings]) == ["a", "b", "c"]
     assert result.turns == 3 and result.inserted == 3
