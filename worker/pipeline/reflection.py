@@ -178,7 +178,7 @@ class Reflector:
         joined = sibling_plans(plan, siblings)
         status = self.coordinator.prepare(token, plan, self.settings.overlap_policy, joined)
         if status == "superseded":
-            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(turns), extractor=extractor.name)
+            self.coordinator.release(u, t, token, gen, "rolled_back", turns=len(snap.turns), extractor=extractor.name)
             return self._result("rolled_back", args, out, extractor, len(turns), reason=REASONS["rolled_back"])
         if status == "sibling_superseded":  # this thread has no newer turn: nothing else would run it
             self.coordinator.reschedule(u, t, token=token, generation=gen, delay_ms=0)
