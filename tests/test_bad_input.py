@@ -194,6 +194,8 @@ SETTINGS_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("max_wait below after_seconds", {"after_seconds": 60, "max_wait_s": 10}, "max_wait_s"),
     ("zero concurrency", {"worker_concurrency": 0}, "worker_concurrency"),
     ("huge batch", {"dispatch_batch": 10**6}, "dispatch_batch"),
+    ("negative join_siblings", {"join_siblings": -1}, "join_siblings"),
+    ("join_siblings not a number", {"join_siblings": "all"}, "join_siblings"),
     ("too many retries", {"llm_max_retries": 99}, "llm_max_retries"),
     ("colon in prefix", {"key_prefix": "a:b"}, "key_prefix"),
     ("trailing newline in prefix", {"key_prefix": "reverie\n"}, "key_prefix"),
