@@ -34,6 +34,9 @@ class Snapshot:
     turns: list[BufferedTurn]
     changes: bool = False
     """The user has journaled changes of tool calls or consolidation (``worker.memory.changes``)."""
+    threads: int = 1
+    """Threads in the user's index (submitted to in the last days): siblings are looked for
+    only when there are others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +172,13 @@ class Coordinator:
                 self.keys.buffer(user_id, thread_id),
                 self.keys.journal(user_id, thread_id),
                 self.keys.changes(user_id),
+                self.keys.user_threads(user_id),
             ],
             args=[max_turns],
         )
         journal = decode_plan(reply[2]) if reply[2] else None
-        turns = [decode_turn(x) for x in reply[4:]]
-        return Snapshot(int(reply[0]), _s(reply[1]), journal, turns, changes=bool(int(reply[3])))
+        turns = [decode_turn(x) for x in reply[5:]]
+        return Snapshot(int(reply[0]), _s(reply[1]), journal, turns, changes=bool(int(reply[3])), threads=int(reply[4]))
 
     def prepare(self, token: int, plan: CommitPlan, policy: str, siblings: Sequence[CommitPlan] = ()) -> str:
         """Journal ``plan`` (and the plans of the ``siblings`` of a joint reflection) in one step."""

@@ -32,7 +32,7 @@ from worker.memory.planning import build_plan
 from worker.memory.retrieval import select_existing
 from worker.memory.store import MemoryStore
 from worker.observability.logs import get_logger
-from worker.pipeline.coordinator import Coordinator
+from worker.pipeline.coordinator import Coordinator, Snapshot
 from worker.pipeline.faults import crash_point
 from worker.pipeline.siblings import Sibling, joinable, merged, sibling_plans, snapshot_siblings
 
@@ -168,7 +168,7 @@ class Reflector:
             self.coordinator.release(u, t, token, gen, "noop")
             return ReflectionResult(outcome="noop", user_id=u, thread_id=t, generation=gen, reason=REASONS["noop"])
         profile = get_profile(snap.profile)
-        siblings = self._siblings(args, snap.profile, profile, len(snap.turns))
+        siblings = self._siblings(args, snap, profile) if snap.threads > 1 else []
         turns = merged(t, snap.turns, siblings)
         # One collection and one embedding model from retrieval to plan: the live one, looked up
         # now (a re-embed may have switched it); the write checks again (``MemoryStore.apply``).
@@ -194,7 +194,7 @@ class Reflector:
         result = self._result("committed", args, out, extractor, len(turns), plan)
         return result.model_copy(update={"siblings": [p.thread_id for p in joined]})
 
-    def _siblings(self, args: ReflectArgs, profile_name: str, profile: Profile, taken: int) -> list[Sibling]:
+    def _siblings(self, args: ReflectArgs, snap: Snapshot, profile: Profile) -> list[Sibling]:
         """The user's other due threads to reflect in this run (none when ``join_siblings`` is 0)."""
         if not self.settings.join_siblings or not joinable(profile):
             return []
@@ -202,8 +202,8 @@ class Reflector:
             self.coordinator,
             args.user_id,
             args.thread_id,
-            profile_name,
-            budget=MAX_TURNS_PER_REFLECTION - taken,
+            snap.profile,
+            budget=MAX_TURNS_PER_REFLECTION - len(snap.turns),
             most=self.settings.join_siblings,
         )
 
