@@ -31,6 +31,20 @@ def _claim_and_run(system: Any, user: str, thread: str) -> Any:
     return system.runtime.reflector.run(ReflectArgs(user_id=user, thread_id=thread, generation=claim.generation))
 
 
+def _late_turn_in_b(system: Any, user: str) -> Any:
+    """A responder that, during the first extraction, submits a new turn to thread b."""
+    first = True
+
+    def respond(body: dict[str, Any]) -> Reply:
+        nonlocal first
+        if first:
+            first = False
+            _submit(system, user, "b", "late fact of thread b", after_seconds=20)
+        return insert_each_user_turn(body)
+
+    return respond
+
+
 def test_threads_due_together_are_reflected_in_one_call(make_system, scripted, redis_client, prefix) -> None:
     """Three threads of one user fall due at the same moment: one extraction call reads all
     their turns in submit order, one commit writes every memory, every buffer is emptied, each
@@ -111,16 +125,7 @@ def test_a_turn_in_a_taken_sibling_rolls_back_and_the_thread_runs_again(make_sys
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b")
     system.runtime.coordinator.claim([member(user, "b")], 60_000)  # b's task was sent too
-    first = True
-
-    def interrupt(body: dict[str, Any]) -> Reply:
-        nonlocal first
-        if first:
-            first = False
-            _submit(system, user, "b", "late fact of thread b", after_seconds=20)
-        return insert_each_user_turn(body)
-
-    scripted.set_responder(interrupt)
+    scripted.set_responder(_late_turn_in_b(system, user))
     rolled = _claim_and_run(system, user, "a")
     assert (rolled.outcome, rolled.turns) == ("rolled_back", 2)
     assert "sibling" in (rolled.reason or "")
@@ -144,16 +149,7 @@ def test_finish_policy_commits_what_was_read_and_keeps_a_siblings_new_turn(make_
     user = uid("u")
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b")
-    first = True
-
-    def interrupt(body: dict[str, Any]) -> Reply:
-        nonlocal first
-        if first:
-            first = False
-            _submit(system, user, "b", "late fact of thread b", after_seconds=20)
-        return insert_each_user_turn(body)
-
-    scripted.set_responder(interrupt)
+    scripted.set_responder(_late_turn_in_b(system, user))
     result = _claim_and_run(system, user, "a")
     assert (result.outcome, result.siblings, result.turns) == ("committed", ["b"], 2)
     keys = system.runtime.coordinator.keys
