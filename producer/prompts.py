@@ -20,16 +20,13 @@ from producer.core import describe_errors
 from producer.errors import InvalidSubmission
 from producer.keys import Keys
 from producer.scripts import SubmitScripts
+from producer.text import as_text
 from schemas.errors import DecodeError
 from schemas.ids import check_id
 from schemas.procedural import PromptExample, PromptVersion
 
 MAX_EXAMPLES = 200
 """Examples kept per prompt key (newest); the optimizer reads at most this many."""
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def decode_version(raw: bytes | str | None) -> PromptVersion | None:
@@ -119,7 +116,8 @@ class PromptStore:
     def examples(self, key: str, limit: int = MAX_EXAMPLES) -> list[PromptExample]:
         check_id(key)
         return [
-            PromptExample.model_validate_json(_s(x)) for x in self.r.lrange(self.keys.prompt_examples(key), -limit, -1)
+            PromptExample.model_validate_json(as_text(x))
+            for x in self.r.lrange(self.keys.prompt_examples(key), -limit, -1)
         ]
 
     def forget_examples(self, key: str, count: int) -> None:

@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from producer.keys import SEP
+from producer.text import as_text
 from schemas.ids import check_id
 from worker.errors import ReverieError
 from worker.features.webhooks.dlq import letters_of_user
@@ -48,17 +49,13 @@ class UserBusy(ReverieError):
     """A reflection of the user held the lease for longer than we waited."""
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def thread_keys_of(client: redis.Redis, keys: WorkerKeys, user_id: str) -> dict[str, list[str]]:
     """Per-thread keys of ``user_id``, grouped by kind (``buf``, ``thread``...): in the user's
     shard (every primary is scanned on a cluster; the tag keeps the match to that shard)."""
     found: dict[str, list[str]] = {kind: [] for kind in THREAD_KINDS}
     base = keys.base(keys.shard_of(user_id))
     for raw in client.scan_iter(match=f"{base}{SEP}*{SEP}{user_id}{SEP}*", count=SCAN_COUNT):
-        key = _s(raw)
+        key = as_text(raw)
         parts = key.removeprefix(base + SEP).split(SEP)
         # exact shape check: p:<kind>:<user>:<thread>, never a longer key that merely contains the id
         if len(parts) == 3 and parts[0] in found and parts[1] == user_id:
@@ -71,7 +68,7 @@ def _members_of(client: redis.Redis, key: str, user_id: str, *, hash_: bool) -> 
     it = client.hscan_iter(key, match=match, count=SCAN_COUNT) if hash_ else client.zscan_iter(key, match=match)
     out = []
     for item in it:
-        name = _s(item[0])
+        name = as_text(item[0])
         if name.partition(SEP)[0] == user_id:
             out.append(name)
     return out
@@ -82,7 +79,7 @@ def _celery_results(client: redis.Redis, celery_prefix: str, user_id: str) -> li
     exception, not a summary). Task ids are ``reflect:<user>:<thread>:g<gen>:<hex>`` and ids
     cannot contain ``:`` or glob characters, so the pattern matches this user only."""
     pattern = f"{celery_prefix}celery-task-meta-reflect:{user_id}:*"
-    return [_s(raw) for raw in client.scan_iter(match=pattern, count=SCAN_COUNT)]
+    return [as_text(raw) for raw in client.scan_iter(match=pattern, count=SCAN_COUNT)]
 
 
 def _take_lease(runtime: Runtime, user_id: str, wait_s: float) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from producer.text import as_text
 from schemas.events import ChangeEvent, EventOp, encode_events
 from schemas.reflection import CommitPlan, MemoryOp
 from worker.memory.history import reflection_id
@@ -72,13 +73,9 @@ def forget_event(user_id: str, at_ms: int) -> ChangeEvent:
     return ChangeEvent(event_id=event_id(user_id, "forget", at_ms, 0), user_id=user_id, op="forget")
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def decode_entries(entries: Iterable[Any]) -> list[ChangeEvent]:
     """``XRANGE``/``XREAD`` entries (``(id, {field: value})``) as events."""
-    return [ChangeEvent.from_stream(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in entries]
+    return [ChangeEvent.from_stream(as_text(i), {as_text(k): as_text(v) for k, v in f.items()}) for i, f in entries]
 
 
 def read_events(
@@ -101,4 +98,4 @@ def read_events(
 def last_id(client: Any, key: str) -> str:
     """The newest entry's id (``0-0`` if the stream is empty): where ``--follow`` starts."""
     info = client.xrevrange(key, count=1)
-    return _s(info[0][0]) if info else "0-0"
+    return as_text(info[0][0]) if info else "0-0"

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from producer.scripts import ScriptSet
+from producer.text import as_text
 from schemas.events import ChangeEvent, encode_events
 from schemas.memory import HistoryEntry
 from schemas.reflection import CommitPlan, MemoryOp
@@ -139,7 +140,7 @@ class HistoryLog:
         for shard in self.keys.all_shards():
             pipe.zrange(shard.changed_ss, 0, limit - 1, withscores=True)
         raw = sorted(((score, u) for reply in pipe.execute() for u, score in reply), key=lambda x: x[0])
-        return [(u.decode() if isinstance(u, bytes) else u, float(score)) for score, u in raw[:limit]]
+        return [(as_text(u), float(score)) for score, u in raw[:limit]]
 
     def clear_changed(self, user_id: str, seen_score: float) -> bool:
         """Unmark a consolidated user, unless it changed again after ``seen_score``."""

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from producer.keys import SEP, split_member
+from producer.text import as_text
 from worker.pipeline.keys import WorkerKeys
 
 THREAD_KINDS = ("thread", "buf", "msgids", "journal")
@@ -68,10 +69,6 @@ class ReshardReport:
 
     def counts(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def new_name(old: WorkerKeys, new: WorkerKeys, key: str) -> str | None:
@@ -122,7 +119,7 @@ def in_flight(client: Any, keys: WorkerKeys) -> int:
 def _move_keys(client: Any, old: WorkerKeys, new: WorkerKeys, progress: Callable[[int], None]) -> int:
     moves = []
     for raw in client.scan_iter(match=f"{old.prefix}{SEP}*", count=1000):
-        key = _s(raw)
+        key = as_text(raw)
         target = new_name(old, new, key)
         if target is not None and target != key:
             moves.append((key, target))
@@ -150,14 +147,14 @@ def _move_shard(client: Any, shard: Any, new: WorkerKeys, report: ReshardReport)
     due = client.zrange(shard.due_ss, 0, -1, withscores=True) + client.zrange(shard.inflight_ss, 0, -1, withscores=True)
     dead = client.hgetall(shard.dlq)
     changed = client.zrange(shard.changed_ss, 0, -1, withscores=True)
-    stats = {k: v for k, v in client.hgetall(shard.stats).items() if _s(k) != "closed"}
+    stats = {k: v for k, v in client.hgetall(shard.stats).items() if as_text(k) != "closed"}
     pipe = client.pipeline(transaction=False)
     for m, score in due:
         pipe.zadd(new.shard_for(split_member(m)[0]).due_ss, {m: score}, lt=True)
     for m, letter in dead.items():
         pipe.hset(new.shard_for(split_member(m)[0]).dlq, m, letter)
     for user, score in changed:
-        pipe.zadd(new.shard_for(_s(user)).changed_ss, {user: score}, gt=True)
+        pipe.zadd(new.shard_for(as_text(user)).changed_ss, {user: score}, gt=True)
     for field, value in stats.items():
         pipe.hincrby(new.shard(0).stats, field, int(value))
     pipe.execute()

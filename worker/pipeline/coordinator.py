@@ -13,6 +13,7 @@ import structlog
 
 from producer.keys import Keys, member, split_member
 from producer.replicas import target
+from producer.text import as_text
 from schemas.errors import DecodeError
 from schemas.events import encode_events
 from schemas.messages import BufferedTurn
@@ -45,10 +46,6 @@ class Claimed:
     thread_id: str
     generation: int
     lag_ms: int
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def decode_turn(raw: bytes | str) -> BufferedTurn:
@@ -104,7 +101,7 @@ class Coordinator:
         shards = self.keys.all_shards()
         replies = run_many(self.r, self.scripts.due_candidates, [([s.due_ss], [limit]) for s in shards])
         start, self._turn = self._turn % len(shards), self._turn + 1
-        lists = [[_s(m) for m in reply[1:]] for reply in replies[start:] + replies[:start]]
+        lists = [[as_text(m) for m in reply[1:]] for reply in replies[start:] + replies[:start]]
         heads = [int(reply[0]) for reply in replies if int(reply[0]) != -1]
         return fair_share(lists, limit), min(heads) if heads else -1
 
@@ -178,7 +175,9 @@ class Coordinator:
         )
         journal = decode_plan(reply[2]) if reply[2] else None
         turns = [decode_turn(x) for x in reply[5:]]
-        return Snapshot(int(reply[0]), _s(reply[1]), journal, turns, changes=bool(int(reply[3])), threads=int(reply[4]))
+        return Snapshot(
+            int(reply[0]), as_text(reply[1]), journal, turns, changes=bool(int(reply[3])), threads=int(reply[4])
+        )
 
     def prepare(self, token: int, plan: CommitPlan, policy: str, siblings: Sequence[CommitPlan] = ()) -> str:
         """Journal ``plan`` (and the plans of the ``siblings`` of a joint reflection) in one step."""
@@ -186,7 +185,7 @@ class Coordinator:
         for p in (plan, *siblings):
             keys += [self.keys.thread(p.user_id, p.thread_id), self.keys.journal(p.user_id, p.thread_id)]
             args += [p.generation, p.model_dump_json()]
-        return _s(self.scripts.prepare(keys=keys, args=args))
+        return as_text(self.scripts.prepare(keys=keys, args=args))
 
     def journal_replicated(self, user_id: str) -> bool:
         """With ``replica_wait_ms``: is what the user's shard holds so far (the commit journal
@@ -208,7 +207,7 @@ class Coordinator:
     def finalize(self, token: int, plan: CommitPlan, idle_ttl_s: int = 86400, *, keep_lease: bool = False) -> str:
         u, t = plan.user_id, plan.thread_id
         shard = self.keys.shard_for(u)
-        return _s(
+        return as_text(
             self.scripts.finalize(
                 keys=[
                     self.keys.thread(u, t),
@@ -379,4 +378,4 @@ class Coordinator:
 
     def journal_raw(self, user_id: str, thread_id: str) -> str | None:
         raw = self.r.get(self.keys.journal(user_id, thread_id))
-        return None if raw is None else _s(raw)
+        return None if raw is None else as_text(raw)

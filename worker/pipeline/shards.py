@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+from producer.text import as_text
 
 
 def fair_share(lists: list[list[str]], limit: int) -> list[str]:
@@ -34,5 +32,5 @@ def sum_counters(hashes: list[dict[Any, Any]]) -> dict[str, int]:
                 n = int(v)
             except ValueError:
                 continue
-            out[_s(k)] = out.get(_s(k), 0) + n
+            out[as_text(k)] = out.get(as_text(k), 0) + n
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from producer.keys import member
+from producer.text import as_text
 from schemas.messages import BufferedTurn
 from schemas.profiles import Profile
 from schemas.reflection import CommitPlan
@@ -43,7 +44,7 @@ def snapshot_siblings(
     if most <= 0 or budget <= 0:
         return []
     keys = coordinator.keys
-    others = sorted(_s(t) for t in coordinator.r.smembers(keys.user_threads(user_id)) if _s(t) != thread_id)
+    others = sorted(as_text(t) for t in coordinator.r.smembers(keys.user_threads(user_id)) if as_text(t) != thread_id)
     others = others[:MAX_CANDIDATES]
     if not others:
         return []
@@ -91,7 +92,3 @@ def sibling_plans(plan: CommitPlan, siblings: list[Sibling]) -> list[CommitPlan]
         )
         for s in siblings
     ]
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

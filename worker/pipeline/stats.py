@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from producer.keys import split_member
+from producer.text import as_text
 from worker.pipeline import histograms
 from worker.pipeline.coordinator import Coordinator
 from worker.pipeline.shards import sum_counters
@@ -37,10 +38,6 @@ COUNTERS = {
 }
 BUFFER_SAMPLE = 1000
 """Threads whose buffers are summed for ``reverie_buffered_turns`` (due and in-flight)."""
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisCollector(Collector):
@@ -73,7 +70,7 @@ class RedisCollector(Collector):
         out["dead_letters"] = float(sum(int(row[3]) for row in rows))
         heads = [row[4][0][1] for row in rows if row[4]]
         out["oldest_overdue_s"] = max(0.0, (now_ms - min(heads)) / 1000) if heads else 0.0
-        members = {_s(m) for row in rows for m in row[5]} | {_s(m) for row in rows for m in row[6]}
+        members = {as_text(m) for row in rows for m in row[5]} | {as_text(m) for row in rows for m in row[6]}
         out["buffered_turns"] = float(self._buffered(sorted(members)[: 2 * BUFFER_SAMPLE]))
         return out
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import redis
 
 from producer.memories.layout import point_id
+from producer.text import as_text
 from schemas.events import ChangeEvent
 from schemas.reembed import StreamCursor
 from worker.memory.events import decode_entries
@@ -56,17 +57,13 @@ def fold(events: Iterable[ChangeEvent], into: Changes | None = None) -> Changes:
     return out
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def tail(client: redis.Redis, stream: str) -> StreamCursor:
     """The stream's newest id and its ``entries-added`` counter, read together (``XINFO``)."""
     try:
         info = client.xinfo_stream(stream)
     except redis.exceptions.ResponseError:  # no such key: no event yet
         return StreamCursor()
-    return StreamCursor(last_id=_s(info["last-generated-id"]), added=int(info["entries-added"]))
+    return StreamCursor(last_id=as_text(info["last-generated-id"]), added=int(info["entries-added"]))
 
 
 def positions(client: redis.Redis, keys: WorkerKeys) -> dict[str, StreamCursor]:
@@ -91,7 +88,7 @@ def read_changes(
             if not entries:
                 break
             read += len(entries)
-            position = _s(entries[-1][0])
+            position = as_text(entries[-1][0])
             fold(decode_entries(entries), changes)
         lost |= end.added - start.added != read
         after[stream] = end

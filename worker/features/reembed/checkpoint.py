@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import redis
 
 from producer.scripts import ScriptSet
+from producer.text import as_text
 from schemas.reembed import ReembedState
 from worker.features.reembed.errors import LockLost, ReembedBusy
 from worker.features.reembed.keys import lock_key, old_key, state_key
@@ -37,7 +38,7 @@ def load_state(client: redis.Redis, keys: WorkerKeys, namespace: str) -> Reembed
 
 
 def old_collections(client: redis.Redis, keys: WorkerKeys, namespace: str) -> list[str]:
-    return sorted(m.decode() if isinstance(m, bytes) else m for m in client.smembers(old_key(keys, namespace)))
+    return sorted(as_text(m) for m in client.smembers(old_key(keys, namespace)))
 
 
 class Checkpoint:

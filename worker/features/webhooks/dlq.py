@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from producer.text import as_text
 from schemas.webhooks import DeliverArgs, WebhookDeadLetter, dead_letter_field
 from worker.features.webhooks.keys import dlq_key, dlq_keys, group, user_dlq_key
 from worker.pipeline.keys import WorkerKeys
@@ -98,14 +99,10 @@ def drop(client: Any, keys: WorkerKeys, endpoint: str, ref: str) -> bool:
     return any(_each_hash(client, keys, "hdel", dead_letter_field(endpoint, ref)))
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _fields_of_user(client: Any, key: str, user_id: str) -> Iterator[str]:
     for field, raw in client.hscan_iter(key, match=f"*|{user_id}:*", count=SCAN_COUNT):
         if WebhookDeadLetter.model_validate_json(raw).user_id == user_id:
-            yield _s(field)
+            yield as_text(field)
 
 
 def letters_of_user(client: Any, keys: WorkerKeys, user_id: str) -> tuple[str, list[str]]:

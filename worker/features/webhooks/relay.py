@@ -24,6 +24,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from producer.text import as_text
 from schemas.errors import DecodeError
 from schemas.events import ChangeEvent
 from schemas.webhooks import DeliverArgs, WebhookEndpoint
@@ -38,10 +39,6 @@ Send = Callable[[DeliverArgs], None]
 """Sends one ``reverie.deliver_webhook`` task (``worker.app.webhook_sender``)."""
 TIDY_EVERY_S = 60.0
 """How often a relay removes consumers of dead relays (nothing pending, idle a minute)."""
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Relay:
@@ -94,9 +91,9 @@ class Relay:
     def _route(self, stream: str, endpoint: WebhookEndpoint, entries: list[Any]) -> None:
         skipped = []
         for raw_id, fields in entries:
-            args = DeliverArgs(endpoint=endpoint.name, stream=stream, stream_id=_s(raw_id))
+            args = DeliverArgs(endpoint=endpoint.name, stream=stream, stream_id=as_text(raw_id))
             try:
-                event = ChangeEvent.from_stream(args.stream_id, {_s(k): _s(v) for k, v in fields.items()})
+                event = ChangeEvent.from_stream(args.stream_id, {as_text(k): as_text(v) for k, v in fields.items()})
             except DecodeError:
                 dead_letter(self.r, self.keys, make_letter(args, 0, status=None, error="undecodable"))
                 log.warning(
@@ -133,10 +130,10 @@ class Relay:
                 reply = self.r.xautoclaim(
                     stream, group(endpoint.name), self.consumer, self.redeliver_ms, start_id=cursor, count=self.batch
                 )
-                cursor, claimed = _s(reply[0]), [_s(entry[0]) for entry in reply[1] if entry[0] is not None]
+                cursor, claimed = as_text(reply[0]), [as_text(entry[0]) for entry in reply[1] if entry[0] is not None]
                 for stream_id in claimed:
                     sent += self._send(DeliverArgs(endpoint=endpoint.name, stream=stream, stream_id=stream_id))
-                for stream_id in (_s(i) for i in (reply[2] if len(reply) > 2 else [])):
+                for stream_id in (as_text(i) for i in (reply[2] if len(reply) > 2 else [])):
                     args = DeliverArgs(endpoint=endpoint.name, stream=stream, stream_id=stream_id)
                     dead_letter(self.r, self.keys, make_letter(args, 0, status=None, error="trimmed"))
                     log.warning(
@@ -154,7 +151,7 @@ class Relay:
         removed = 0
         for endpoint in self.endpoints:
             for info in self.r.xinfo_consumers(stream, group(endpoint.name)):
-                name = _s(info["name"])
+                name = as_text(info["name"])
                 if name != self.consumer and int(info["pending"]) == 0 and int(info["idle"]) > TIDY_EVERY_S * 1000:
                     self.r.xgroup_delconsumer(stream, group(endpoint.name), name)  # replies its pending: 0
                     removed += 1

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from producer.text import as_text
 from worker.ops.cli.common import (
     JsonOpt,
     cli,
@@ -70,7 +71,7 @@ def webhooks(as_json: JsonOpt = False) -> None:
     for endpoint in s.webhooks:
         pending, lag = 0, 0
         for stream in keys.event_streams():
-            groups = {_s(g["name"]): g for g in (r.xinfo_groups(stream) if r.exists(stream) else [])}
+            groups = {as_text(g["name"]): g for g in (r.xinfo_groups(stream) if r.exists(stream) else [])}
             info = groups.get(group(endpoint.name))
             if info is not None:
                 pending += int(info["pending"])
@@ -104,10 +105,6 @@ def _events(types: list[str]) -> str:
 
 def _counts(row: dict[str, Any]) -> list[Any]:
     return [row["pending"], row["unread"], row["dead_letters"]]
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # -- dead letters -----------------------------------------------------------------------------
