@@ -145,15 +145,7 @@ def running_system(
 
         store = MemoryStore(QdrantClient(location=":memory:"), make_embedder(settings), namespace=settings.namespace)
     runtime = build_runtime(settings, store=store)
-    producer = Producer(
-        ProducerConfig(
-            redis_url=env.redis_url,
-            key_prefix=prefix,
-            after_seconds=settings.after_seconds,
-            max_wait_s=settings.max_wait_s,
-            timeout_s=5.0,
-        )
-    )
+    producer = Producer(ProducerConfig.from_settings(settings, timeout_s=5.0))
     system = System(settings, runtime, producer)
     reflector = runtime.reflector
     run = reflector.run

@@ -3,11 +3,14 @@ library. ``ProducerConfig.from_env()`` reads the same ``REVERIE_*`` variables as
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from producer.keys import MAX_SHARDS
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
 
 
 class ProducerConfig(BaseModel):
@@ -66,18 +69,24 @@ class ProducerConfig(BaseModel):
 
             load_profiles(s.profiles)
             profiles = profile_names()
-        url = s.resolved_redis_url()
+        return cls.from_settings(s, profiles=profiles)
+
+    @classmethod
+    def from_settings(cls, s: Settings, **overrides: Any) -> ProducerConfig:
+        """The producer that the workers' ``Settings`` describe (one mapping of the shared
+        fields, for every builder); ``overrides`` replace any field."""
+        url = overrides.pop("redis_url", None) or s.resolved_redis_url()
         if url is None:
             raise ValueError("REVERIE_REDIS_URL (or REDIS_URL) must be set for a producer")
-        return cls(
-            redis_url=url,
-            key_prefix=s.key_prefix,
-            timeout_s=s.redis_timeout_s,
-            after_seconds=s.after_seconds,
-            max_wait_s=s.max_wait_s,
-            on_unavailable=s.on_unavailable,
-            profiles=profiles,
-            cluster=s.redis_cluster,
-            shards=s.shards,
-            replica_wait_ms=s.replica_wait_ms,
-        )
+        fields: dict[str, Any] = {
+            "redis_url": url,
+            "key_prefix": s.key_prefix,
+            "timeout_s": s.redis_timeout_s,
+            "after_seconds": s.after_seconds,
+            "max_wait_s": s.max_wait_s,
+            "on_unavailable": s.on_unavailable,
+            "cluster": s.redis_cluster,
+            "shards": s.shards,
+            "replica_wait_ms": s.replica_wait_ms,
+        }
+        return cls(**(fields | overrides))

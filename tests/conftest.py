@@ -289,17 +289,7 @@ def system_factory(
         } | base_settings
         settings = Settings(**(base | overrides))
         runtime = build_runtime(settings)
-        config = ProducerConfig(
-            redis_url=settings.resolved_redis_url() or "",
-            key_prefix=prefix,
-            after_seconds=settings.after_seconds,
-            max_wait_s=settings.max_wait_s,
-            cluster=settings.redis_cluster,
-            shards=settings.shards,
-            replica_wait_ms=settings.replica_wait_ms,
-            timeout_s=settings.redis_timeout_s,
-        )
-        system = System(settings, runtime, Producer(config), celery_app, client)
+        system = System(settings, runtime, Producer(ProducerConfig.from_settings(settings)), celery_app, client)
 
         def collect(result: ReflectionResult) -> None:
             with system.lock:

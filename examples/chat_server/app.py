@@ -113,17 +113,7 @@ class ChatService:
 
 
 def producer_config(settings: Settings) -> ProducerConfig:
-    return ProducerConfig(
-        redis_url=settings.resolved_redis_url() or "redis://127.0.0.1:6379/0",
-        key_prefix=settings.key_prefix,
-        after_seconds=settings.after_seconds,
-        max_wait_s=settings.max_wait_s,
-        timeout_s=settings.redis_timeout_s,
-        on_unavailable=settings.on_unavailable,
-        cluster=settings.redis_cluster,
-        shards=settings.shards,
-        replica_wait_ms=settings.replica_wait_ms,
-    )
+    return ProducerConfig.from_settings(settings, redis_url=settings.resolved_redis_url() or "redis://127.0.0.1:6379/0")
 
 
 def create_app(settings: Settings | None = None, *, reader: MemoryReader | None = None) -> FastAPI:
