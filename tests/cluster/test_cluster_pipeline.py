@@ -4,23 +4,14 @@ turns, and where the keys land (one slot per user, shards spread over the primar
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
 from typing import Any
 
 from producer.keys import SLOTS, key_slot
 from producer.memories.pending import PendingTurns
 from schemas.reflection import DeadLetter
 from tests.conftest import leaked_keys, uid
-from tests.support.llm_scripts import insert_each_user_turn
-from tests.support.scripted_llm import Reply
+from tests.support.contracts import check_five_submits_reflect_once, check_one_user_never_interleaves, llm_system
 from worker.features.forget import forget_user
-
-
-def llm_system(make_cluster_system: Any, scripted: Any, **overrides: Any) -> Any:
-    scripted.set_responder(insert_each_user_turn)
-    return make_cluster_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides)
 
 
 def users_in_distinct_shards(keys: Any, n: int, name: str = "u") -> list[str]:
@@ -82,16 +73,7 @@ def test_bursts_in_several_shards_make_one_llm_call_each(make_cluster_system, sc
 
 def test_five_submits_half_a_second_apart_reflect_once(make_cluster_system, scripted) -> None:
     """One reflection per quiet period (trailing edge), on the cluster too."""
-    system = llm_system(make_cluster_system, scripted)
-    user = uid("u")
-    for i in range(5):
-        system.producer.submit(user, "t", [{"role": "user", "content": f"turn {i}"}], after_seconds=2)
-        time.sleep(0.5)
-    assert system.outcomes() == []
-    system.wait_for(lambda: len(system.committed(user)) == 1, timeout_s=10, what="commit")
-    time.sleep(0.5)
-    assert scripted.chat_calls == 1
-    assert system.committed(user)[0].turns == 5
+    check_five_submits_reflect_once(llm_system(make_cluster_system, scripted), scripted, after_seconds=2)
 
 
 def test_append_is_idempotent_by_message_id(make_cluster_system, scripted) -> None:
@@ -115,28 +97,7 @@ def test_reflections_of_one_user_never_interleave(make_cluster_system, scripted)
     """Per-user serialisation: three threads of one user due together, each extraction starts
     after the previous one ended (the lease and its waiters live in the user's shard). One by
     one: joined, they would share one reflection."""
-    system = llm_system(make_cluster_system, scripted, join_siblings=0)
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-
-    def responder(body: dict[str, Any]) -> Reply:
-        start = time.monotonic()
-        reply = insert_each_user_turn(body)
-        with lock:
-            spans.append((start, start + scripted.latency_s))
-        return reply
-
-    scripted.set_responder(responder)
-    scripted.latency_s = 0.8
-    user = uid("u")
-    for thread in ("a", "b", "c"):
-        system.producer.submit(user, thread, [{"role": "user", "content": f"in {thread}"}])
-    system.wait_for(lambda: len(system.committed(user)) == 3, timeout_s=20, what="three commits")
-    spans.sort()
-    assert len(spans) == 3
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        assert start >= end - 0.35, f"reflections overlapped: {spans}"
-    assert "deferred" in system.outcomes(user)
+    check_one_user_never_interleaves(llm_system(make_cluster_system, scripted, join_siblings=0), scripted)
 
 
 def test_forget_removes_a_user_everywhere_on_the_cluster(make_cluster_system, scripted, cluster_client) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from typing import Any
@@ -10,13 +9,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import leaked_keys, uid
+from tests.support.contracts import check_five_submits_reflect_once, check_one_user_never_interleaves, llm_system
 from tests.support.llm_scripts import conversation_lines, insert_each_user_turn
 from tests.support.scripted_llm import Reply, tool_calls_reply
-
-
-def llm_system(make_system: Any, scripted: Any, **overrides: Any) -> Any:
-    scripted.set_responder(insert_each_user_turn)
-    return make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides)
 
 
 def test_burst_on_one_thread_makes_one_llm_call(make_system, scripted, redis_client) -> None:
@@ -37,16 +32,7 @@ def test_burst_on_one_thread_makes_one_llm_call(make_system, scripted, redis_cli
 
 def test_five_submits_half_a_second_apart_reflect_once(make_system, scripted) -> None:
     """LangMem's local executor ran 2 reflections here; a trailing-edge debounce runs 1."""
-    system = llm_system(make_system, scripted)
-    user = uid("u")
-    for i in range(5):
-        system.producer.submit(user, "t", [{"role": "user", "content": f"turn {i}"}], after_seconds=3)
-        time.sleep(0.5)
-    assert system.outcomes() == []
-    system.wait_for(lambda: len(system.committed(user)) == 1, timeout_s=10, what="commit")
-    time.sleep(0.5)
-    assert scripted.chat_calls == 1
-    assert system.committed(user)[0].turns == 5
+    check_five_submits_reflect_once(llm_system(make_system, scripted), scripted, after_seconds=3)
 
 
 def test_two_threads_reflect_separately(make_system, scripted) -> None:
@@ -173,28 +159,7 @@ def test_superseded_job_never_calls_the_llm(make_system, scripted) -> None:
 def test_reflections_of_one_user_never_interleave(make_system, scripted) -> None:
     """Two threads of one user due together, reflected one by one: the second extraction starts
     after the first ends."""
-    system = llm_system(make_system, scripted, join_siblings=0)
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-
-    def responder(body: dict[str, Any]) -> Reply:
-        start = time.monotonic()
-        reply = insert_each_user_turn(body)
-        with lock:
-            spans.append((start, start + scripted.latency_s))
-        return reply
-
-    scripted.set_responder(responder)
-    scripted.latency_s = 0.8
-    user = uid("u")
-    for thread in ("a", "b", "c"):
-        system.producer.submit(user, thread, [{"role": "user", "content": f"in {thread}"}])
-    system.wait_for(lambda: len(system.committed(user)) == 3, timeout_s=20, what="three commits")
-    spans.sort()
-    assert len(spans) == 3
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        assert start >= end - 0.35, f"reflections overlapped: {spans}"
-    assert "deferred" in system.outcomes(user)
+    check_one_user_never_interleaves(llm_system(make_system, scripted, join_siblings=0), scripted)
 
 
 def test_sibling_threads_of_a_user_take_the_lease_in_turn_without_polling(make_system, scripted) -> None:

@@ -7,20 +7,16 @@ from typing import Any
 from producer.keys import member
 from schemas.reflection import ReflectArgs
 from tests.conftest import uid
+from tests.support.contracts import llm_system
 from tests.support.crash import journal_then_die
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.scripted_llm import Reply, tool_calls_reply
 from worker.tasks import REFLECT
 
 
-def _system(make_system: Any, scripted: Any, **overrides: Any) -> Any:
-    scripted.set_responder(insert_each_user_turn)
-    return make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides)
-
-
 def test_invalid_arguments_go_back_to_the_model_then_commit(make_system, scripted) -> None:
     """A malformed call is answered with its error; the corrected call is written."""
-    system = _system(make_system, scripted)
+    system = llm_system(make_system, scripted)
     scripted.enqueue(
         tool_calls_reply([("insert_memory", {"content": 123})]),
         tool_calls_reply([("insert_memory", {"content": "likes tea"})]),
@@ -36,7 +32,7 @@ def test_invalid_arguments_go_back_to_the_model_then_commit(make_system, scripte
 
 def test_unknown_alias_is_rejected_and_nothing_is_written(make_system, scripted) -> None:
     """The model names memory '5' it was never shown: retried, then dead-lettered, nothing written."""
-    system = _system(make_system, scripted, validation_retries=1, max_attempts=1)
+    system = llm_system(make_system, scripted, validation_retries=1, max_attempts=1)
     user = uid("u")
 
     def bad(_: dict[str, Any]) -> Reply:
@@ -65,7 +61,7 @@ def test_failure_is_retried_with_backoff_from_redis(make_system, scripted) -> No
     """An LLM 500 after retries fails the attempt; the thread is rescheduled, then commits."""
     from tests.support.scripted_llm import Fault
 
-    system = _system(make_system, scripted, llm_max_retries=0)
+    system = llm_system(make_system, scripted, llm_max_retries=0)
     scripted.enqueue(Fault.status(500))
     user = uid("u")
     system.producer.submit(user, "t", [{"role": "user", "content": "persist me"}])
@@ -76,7 +72,7 @@ def test_failure_is_retried_with_backoff_from_redis(make_system, scripted) -> No
 
 def test_malformed_task_arguments_fail_naming_the_field(make_system, scripted) -> None:
     """A reflect task sent by hand with bad ids fails with a clear error and touches nothing."""
-    system = _system(make_system, scripted)
+    system = llm_system(make_system, scripted)
     result = system.app.send_task(REFLECT, kwargs={"user_id": "a:b", "thread_id": "t", "generation": 0})
     try:
         result.get(timeout=15)
@@ -89,7 +85,7 @@ def test_malformed_task_arguments_fail_naming_the_field(make_system, scripted) -
 
 def test_a_journal_left_by_a_dead_worker_is_replayed_without_the_llm(make_system, scripted) -> None:
     """Crash between journaling and trimming: the next run applies the journal, no duplicate."""
-    system = _system(make_system, scripted, after_seconds=30)
+    system = llm_system(make_system, scripted, after_seconds=30)
     runtime = system.runtime
     user = uid("u")
     system.producer.submit(user, "t", [{"role": "user", "content": "remember me", "id": "m1"}])

@@ -11,14 +11,10 @@ from typing import Any
 from producer.keys import member
 from schemas.reflection import ReflectArgs
 from tests.conftest import leaked_keys, uid
+from tests.support.contracts import llm_system
 from tests.support.llm_scripts import conversation_lines, insert_each_user_turn
 from tests.support.scripted_llm import Reply
 from worker.pipeline.coordinator import decode_turn
-
-
-def _system(make_system: Any, scripted: Any, **overrides: Any) -> Any:
-    scripted.set_responder(insert_each_user_turn)
-    return make_system(model=scripted.model, llm_api_base=scripted.base_url, llm_api_key="sk-test", **overrides)
 
 
 def _submit(system: Any, user: str, thread: str, text: str, after_seconds: float = 0.0) -> None:
@@ -49,7 +45,7 @@ def test_threads_due_together_are_reflected_in_one_call(make_system, scripted, r
     """Three threads of one user fall due at the same moment: one extraction call reads all
     their turns in submit order, one commit writes every memory, every buffer is emptied, each
     thread's status records the commit, and nothing is left scheduled."""
-    system = _system(make_system, scripted)
+    system = llm_system(make_system, scripted)
     user = uid("u")
     for thread in ("a", "b", "c"):
         _submit(system, user, thread, f"fact of thread {thread}", after_seconds=20)
@@ -82,7 +78,7 @@ def test_threads_due_together_are_reflected_in_one_call(make_system, scripted, r
 
 def test_a_sibling_still_in_its_quiet_period_is_not_taken(make_system, scripted, redis_client) -> None:
     """Thread b's debounce has not run out: a reflects alone, b's turn stays buffered and due."""
-    system = _system(make_system, scripted, start_dispatcher=False)
+    system = llm_system(make_system, scripted, start_dispatcher=False)
     user = uid("u")
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b", after_seconds=20)
@@ -95,7 +91,7 @@ def test_a_sibling_still_in_its_quiet_period_is_not_taken(make_system, scripted,
 
 
 def test_join_siblings_zero_reflects_each_thread_alone(make_system, scripted, redis_client) -> None:
-    system = _system(make_system, scripted, start_dispatcher=False, join_siblings=0)
+    system = llm_system(make_system, scripted, start_dispatcher=False, join_siblings=0)
     user = uid("u")
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b")
@@ -108,7 +104,7 @@ def test_join_siblings_zero_reflects_each_thread_alone(make_system, scripted, re
 
 def test_a_thread_with_a_failure_pending_is_not_taken(make_system, scripted, redis_client) -> None:
     """A sibling whose last attempt failed waits for its backoff (it may be a poison thread)."""
-    system = _system(make_system, scripted, start_dispatcher=False)
+    system = llm_system(make_system, scripted, start_dispatcher=False)
     user = uid("u")
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b")
@@ -120,7 +116,7 @@ def test_a_turn_in_a_taken_sibling_rolls_back_and_the_thread_runs_again(make_sys
     """Rollback policy: a turn reaches b while a and b are reflected together. Nothing is
     written, both keep their turns, a is due again at once (nothing else would run it), and its
     next run leaves b, which is in a new quiet period, alone."""
-    system = _system(make_system, scripted, start_dispatcher=False)
+    system = llm_system(make_system, scripted, start_dispatcher=False)
     user = uid("u")
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b")
@@ -145,7 +141,7 @@ def test_a_turn_in_a_taken_sibling_rolls_back_and_the_thread_runs_again(make_sys
 def test_finish_policy_commits_what_was_read_and_keeps_a_siblings_new_turn(make_system, scripted, redis_client) -> None:
     """Finish policy: a turn that reaches a taken-in sibling during extraction does not stop the
     commit; the sibling's turns that were read are trimmed, the new one stays buffered and due."""
-    system = _system(make_system, scripted, start_dispatcher=False, overlap_policy="finish")
+    system = llm_system(make_system, scripted, start_dispatcher=False, overlap_policy="finish")
     user = uid("u")
     _submit(system, user, "a", "fact of thread a")
     _submit(system, user, "b", "fact of thread b")
