@@ -5,19 +5,17 @@ streams merged by time); a CLI started with another shard count refuses."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from producer import Producer, ProducerConfig
 from schemas.events import ChangeEvent
 from schemas.reflection import DeadLetter
 from tests.cluster.conftest import SHARDS
 from tests.conftest import uid
-from worker.ops.cli import cli
+from tests.support.cli import in_process, json_of
 from worker.pipeline.coordinator import Coordinator
 from worker.pipeline.dispatcher import Dispatcher
 from worker.pipeline.keys import WorkerKeys
@@ -64,26 +62,17 @@ def test_a_loaded_shard_does_not_starve_the_others(cluster_client, cprefix, clus
 
 @pytest.fixture
 def run(cluster, cprefix, redis_url, tmp_path: Path) -> Any:
-    runner = CliRunner()
-    env = {
-        "REVERIE_REDIS_URL": cluster.url,
-        "REVERIE_REDIS_CLUSTER": "true",
-        "REVERIE_SHARDS": str(SHARDS),
-        "REVERIE_CELERY_REDIS_URL": redis_url,
-        "REVERIE_KEY_PREFIX": cprefix,
-        "REVERIE_QDRANT_PATH": str(tmp_path / "cli-qdrant"),
-        "REVERIE_LOG_LEVEL": "WARNING",
-    }
-
-    def invoke(*args: str, **extra_env: str) -> Any:
-        return runner.invoke(cli, list(args), env=env | extra_env, catch_exceptions=False)
-
-    return invoke
-
-
-def _json(result: Any) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return in_process(
+        {
+            "REVERIE_REDIS_URL": cluster.url,
+            "REVERIE_REDIS_CLUSTER": "true",
+            "REVERIE_SHARDS": str(SHARDS),
+            "REVERIE_CELERY_REDIS_URL": redis_url,
+            "REVERIE_KEY_PREFIX": cprefix,
+            "REVERIE_QDRANT_PATH": str(tmp_path / "cli-qdrant"),
+            "REVERIE_LOG_LEVEL": "WARNING",
+        }
+    )
 
 
 def _event(keys: WorkerKeys, user: str, n: int) -> tuple[str, dict[str, str]]:
@@ -101,27 +90,27 @@ def test_cli_works_across_the_shards(run, cluster_client, cprefix, cluster_produ
     users = [_users_of_shard(keys, shard, 1)[0] for shard in (2, 7, 11)]
     for user in users:
         cluster_producer.submit(user, "t", [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}])
-    stats = _json(run("stats", "--json"))
+    stats = json_of(run("stats", "--json"))
     assert (stats["enqueued_turns"], stats["due_threads"], stats["buffered_turns"]) == (6, 3, 6)
-    pending = _json(run("pending", "--json"))
+    pending = json_of(run("pending", "--json"))
     assert sorted(r["user_id"] for r in pending["threads"]) == sorted(users)
     assert pending["totals"] == {"due": 3, "running": 0}
 
     coordinator = Coordinator(cluster_client, keys)
     letter = DeadLetter(user_id=users[1], thread_id="t", generation=1, attempts=5, reason="boom", failed_ms=1)
     coordinator.reschedule(users[1], "t", token=None, generation=1, delay_ms=0, failure=letter, max_attempts=1)
-    assert [r["user_id"] for r in _json(run("dlq", "list", "--json"))] == [users[1]]
-    assert _json(run("dlq", "replay", users[1], "t", "--json")) == {"replayed": [f"{users[1]}:t"]}
+    assert [r["user_id"] for r in json_of(run("dlq", "list", "--json"))] == [users[1]]
+    assert json_of(run("dlq", "replay", users[1], "t", "--json")) == {"replayed": [f"{users[1]}:t"]}
 
     # events: one stream per shard; ids chosen so that time order interleaves the shards
     for n, user in enumerate(users * 2):
         key, fields = _event(keys, user, n)
         cluster_client.xadd(key, fields, id=f"{1_700_000_000_000 + n}-0")
-    listed = _json(run("events", "--json"))
+    listed = json_of(run("events", "--json"))
     assert [e["memory_id"][:8] for e in listed] == [f"{n:08d}" for n in range(6)]
-    newest = _json(run("events", "--json", "--count", "2"))
+    newest = json_of(run("events", "--json", "--count", "2"))
     assert [e["memory_id"][:8] for e in newest] == ["00000004", "00000005"]
-    after = _json(run("events", "--json", "--since", listed[2]["stream_id"], "--user", users[0]))
+    after = json_of(run("events", "--json", "--since", listed[2]["stream_id"], "--user", users[0]))
     assert [e["memory_id"][:8] for e in after] == ["00000003"]
 
 

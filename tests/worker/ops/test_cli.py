@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from producer.keys import member
 from schemas.reflection import DeadLetter
 from tests.conftest import uid
+from tests.support.cli import in_process, json_of
 from tests.support.llm_scripts import insert_each_user_turn
 from tests.support.scripted_llm import text_reply
 from worker.ops.cli import cli
@@ -29,39 +30,30 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def run(redis_url: str, prefix: str, tmp_path: Path) -> Any:
-    runner = CliRunner()
-    env = {
-        "REVERIE_REDIS_URL": redis_url,
-        "REVERIE_KEY_PREFIX": prefix,
-        "REVERIE_QDRANT_PATH": str(tmp_path / "cli-qdrant"),
-        "REVERIE_LOG_LEVEL": "WARNING",
-    }
-
-    def invoke(*args: str, **extra_env: str) -> Any:
-        return runner.invoke(cli, list(args), env=env | extra_env, catch_exceptions=False)
-
-    return invoke
-
-
-def _json(result: Any) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return in_process(
+        {
+            "REVERIE_REDIS_URL": redis_url,
+            "REVERIE_KEY_PREFIX": prefix,
+            "REVERIE_QDRANT_PATH": str(tmp_path / "cli-qdrant"),
+            "REVERIE_LOG_LEVEL": "WARNING",
+        }
+    )
 
 
 def test_submit_then_pending_and_stats_show_the_waiting_thread(run, prefix) -> None:
     """submit buffers a turn; pending lists it with turns and wait; stats counts it."""
     user = uid("u")
-    receipt = _json(run("submit", user, "t1", "I love ramen", "--after", "60", "--id", "m1", "--json"))
+    receipt = json_of(run("submit", user, "t1", "I love ramen", "--after", "60", "--id", "m1", "--json"))
     assert receipt["status"] == "accepted" and receipt["generation"] == 1
-    again = _json(run("submit", user, "t1", "I love ramen", "--after", "60", "--id", "m1", "--json"))
+    again = json_of(run("submit", user, "t1", "I love ramen", "--after", "60", "--id", "m1", "--json"))
     assert again["duplicates"] == 1
     run("submit", user, "t1", "and miso", "--after", "60")
-    pending = _json(run("pending", "--json"))
+    pending = json_of(run("pending", "--json"))
     [row] = pending["threads"]
     assert (row["user_id"], row["thread_id"], row["state"], row["turns"]) == (user, "t1", "due", 2)
     assert 50 < row["due_in_s"] <= 60 and row["oldest_wait_s"] >= 0
     assert pending["totals"] == {"due": 1, "running": 0}
-    stats = _json(run("stats", "--json"))
+    stats = json_of(run("stats", "--json"))
     assert stats["enqueued_turns"] == 2 and stats["duplicate_turns"] == 1
     assert stats["due_threads"] == 1 and stats["buffered_turns"] == 2 and stats["dead_letters"] == 0
     table = run("pending")
@@ -153,22 +145,22 @@ def test_dlq_list_show_replay_drop(run, coord, producer) -> None:
     a, b = uid("a"), uid("b")
     _dead_letter(coord, producer, a, "t")
     _dead_letter(coord, producer, b, "t")
-    listed = _json(run("dlq", "list", "--json"))
+    listed = json_of(run("dlq", "list", "--json"))
     assert sorted(r["user_id"] for r in listed) == sorted([a, b])
     assert all(r["turns"] == 1 and r["attempts"] == 5 for r in listed)
-    shown = _json(run("dlq", "show", a, "t", "--json"))
+    shown = json_of(run("dlq", "show", a, "t", "--json"))
     assert shown["reason"] == "LLMUnavailable: 500"
     assert shown["buffered"] == [{"id": "p1", "role": "user", "chars": 6}]
     assert "poison" not in run("dlq", "show", a, "t").stdout
 
-    assert _json(run("dlq", "replay", a, "t", "--json")) == {"replayed": [f"{a}:t"]}
+    assert json_of(run("dlq", "replay", a, "t", "--json")) == {"replayed": [f"{a}:t"]}
     assert coord.r.zscore(coord.keys.due_ss, member(a, "t")) is not None
     assert coord.r.llen(coord.keys.buffer(a, "t")) == 1  # turns kept for the retry
 
-    dropped = _json(run("dlq", "drop", b, "t", "-y", "--json"))
+    dropped = json_of(run("dlq", "drop", b, "t", "-y", "--json"))
     assert dropped == {"dropped": f"{b}:t", "turns": 1}
     assert coord.r.exists(coord.keys.buffer(b, "t"), coord.keys.thread(b, "t")) == 0
-    assert _json(run("dlq", "list", "--json")) == []
+    assert json_of(run("dlq", "list", "--json")) == []
 
     missing = run("dlq", "show", b, "t")
     assert missing.exit_code == 1 and missing.stderr.startswith("error: no dead letter")
@@ -181,7 +173,7 @@ def test_dlq_replay_all(run, coord, producer) -> None:
     users = [uid("a"), uid("b")]
     for u in users:
         _dead_letter(coord, producer, u, "t")
-    out = _json(run("dlq", "replay", "--all", "--json"))
+    out = json_of(run("dlq", "replay", "--all", "--json"))
     assert sorted(out["replayed"]) == sorted(f"{u}:t" for u in users)
     coord.r.delete(coord.keys.due_ss)
 
@@ -211,39 +203,39 @@ def test_memories_search_and_forget_through_the_pipeline(run, make_system, scrip
     system.wait_for(lambda: len(system.committed(user)) == 1, what="commit")
     system.wait_idle()
 
-    listed = _json(run("memories", user, "--json"))
+    listed = json_of(run("memories", user, "--json"))
     assert sorted(m["content"] for m in listed) == ["I love miso ramen", "My cat is called Mochi"]
     assert all(m["user_id"] == user for m in listed)
-    hits = _json(run("search", user, "ramen", "--limit", "1", "--json"))
+    hits = json_of(run("search", user, "ramen", "--limit", "1", "--json"))
     assert [h["content"] for h in hits] == ["I love miso ramen"]
     assert "Mochi" in run("memories", user).stdout
 
-    stats = _json(run("stats", "--json"))
+    stats = json_of(run("stats", "--json"))
     assert stats["reflections_ok"] == 1 and stats["llm_calls"] == 1
     assert stats["prompt_tokens"] > 0 and stats["dispatched"] == 1
 
-    trail = _json(run("history", user, "--json"))
+    trail = json_of(run("history", user, "--json"))
     assert sorted((e["op"], e["new_content"]) for e in trail) == [
         ("insert", "I love miso ramen"),
         ("insert", "My cat is called Mochi"),
     ]
-    one = _json(run("history", user, listed[0]["id"], "--json"))
+    one = json_of(run("history", user, listed[0]["id"], "--json"))
     assert [e["memory_id"] for e in one] == [listed[0]["id"]]
-    assert _json(run("consolidate", user, "--json")) == {"users": 1, "busy": 0, "merged": 0, "expired": 0}
+    assert json_of(run("consolidate", user, "--json")) == {"users": 1, "busy": 0, "merged": 0, "expired": 0}
     assert run("consolidate").exit_code == 2
 
     aborted = run("forget", user, input="n\n")
     assert aborted.exit_code == 1 and len(system.runtime.store.list(user)) == 2
-    removed = _json(run("forget", user, "--yes", "--json"))
+    removed = json_of(run("forget", user, "--yes", "--json"))
     assert removed["user_id"] == user and removed["removed"]["memories"] == 2
     assert removed["removed"]["history_entries"] == 2
-    assert _json(run("memories", user, "--json")) == []
-    assert _json(run("history", user, "--json")) == []
+    assert json_of(run("memories", user, "--json")) == []
+    assert json_of(run("history", user, "--json")) == []
 
 
 def test_health_reports_each_dependency(run, redis_url) -> None:
     """Healthy with the test Redis and local Qdrant; unhealthy (exit 1) when Redis is unreachable."""
-    ok = _json(run("health", "--json"))
+    ok = json_of(run("health", "--json"))
     assert ok["healthy"] is True
     assert {c["name"]: c["status"] for c in ok["checks"]}["redis"] in ("ok", "warn")
     bad = run("health", "--json", REVERIE_REDIS_URL="redis://127.0.0.1:1/0")
@@ -272,7 +264,7 @@ def test_health_probe_reaches_the_scripted_model(run, scripted) -> None:
         REVERIE_LLM_API_BASE=scripted.base_url,
         REVERIE_LLM_API_KEY="sk-test",
     )
-    llm = {c["name"]: c for c in _json(result)["checks"]}["llm"]
+    llm = {c["name"]: c for c in json_of(result)["checks"]}["llm"]
     assert llm["status"] == "ok" and "probe" in llm["detail"]
     assert scripted.chat_calls == 1
 
@@ -294,7 +286,7 @@ def test_health_probe_says_plainly_when_the_model_answers_in_text(run, scripted)
 
     scripted.set_responder(json_model)
     result = run("health", "--probe", "--json", REVERIE_LLM_PROTOCOL="json", **env)
-    llm = {c["name"]: c for c in _json(result)["checks"]}["llm"]
+    llm = {c["name"]: c for c in json_of(result)["checks"]}["llm"]
     assert llm["status"] == "ok" and "(json)" in llm["detail"]
 
 
@@ -407,7 +399,7 @@ def test_history_takes_a_unique_id_prefix_and_refuses_an_ambiguous_one(run, redi
         user, [HistoryEntry(memory_id=i, op="insert", new_content=f"fact {n}", at_ms=1) for n, i in enumerate(ids)]
     )
     client.close()
-    one = _json(run("history", user, "0623d618", "--json"))
+    one = json_of(run("history", user, "0623d618", "--json"))
     assert [e["memory_id"] for e in one] == [ids[0]]
     ambiguous = run("history", user, "0623d6")
     assert ambiguous.exit_code == 2 and ids[0] in ambiguous.stderr and ids[1] in ambiguous.stderr
@@ -466,8 +458,8 @@ def test_status_of_a_thread_a_user_and_json(run, coord, producer) -> None:
     assert max(len(line) for line in everything.splitlines()) <= 80, everything
     assert "2 thread(s)" in everything and "rolled_back g1" in everything and "in 30 s (" in everything
     assert sum(1 for line in everything.splitlines() if "a-thread" in line) == 1, everything
-    data = _json(run("status", user, "--json"))
+    data = json_of(run("status", user, "--json"))
     assert [t["thread_id"] for t in data["threads"]] == ["a-thread-with-a-long-id", "t1"]
     assert data["threads"][1]["last"]["outcome"] == "rolled_back" and data["threads"][1]["buffered_turns"] == 1
     assert "secret" not in one.stdout + everything + json.dumps(data)
-    assert _json(run("status", user, "t9", "--json"))["state"] == "unknown"
+    assert json_of(run("status", user, "t9", "--json"))["state"] == "unknown"
